@@ -1,0 +1,1 @@
+"""Hydra config groups (YAML files); a package so that ``pkg://configs`` finds them when installed."""

@@ -1,0 +1,80 @@
+"""Context counts of chosen target tokens: one streaming pass, held as a sparse targets x table matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import tensorflow as tf
+from tqdm import tqdm
+
+from pipeline.corpus import Corpus
+from pipeline.counts import tokenized
+from pipeline.table import EmbeddingTable
+from pipeline.tokenize import Tokenizer
+
+
+def _lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
+    keys = tf.constant(list(tokens), dtype=tf.string)
+    values = tf.range(len(tokens), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def context_counts(
+    corpus: Corpus,
+    tokenizer: Tokenizer,
+    table: EmbeddingTable,
+    targets: Sequence[str],
+    *,
+    window: int,
+    progress: bool = True,
+) -> sp.csr_matrix:
+    """Count, for each target token, the table tokens within ``window`` positions of it.
+
+    Positions count every corpus token (in the table or not); a context is counted when it is a
+    table row. The pass is vectorised per batch of documents: no Python loop per occurrence.
+
+    Returns:
+        ``(len(targets), len(table))`` float32 CSR matrix of counts.
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
+    table_ids = _lookup(table.tokens)
+    target_ids = _lookup(targets)
+
+    def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        flat = batch.flat_values
+        return table_ids.lookup(flat), target_ids.lookup(flat), batch.value_rowids()
+
+    shape = (len(targets), len(table))
+    total = sp.csr_matrix(shape, dtype=np.float32)
+    dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    with tqdm(desc=f"contexts {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
+              leave=False) as bar:
+        for context, target, document in dataset.as_numpy_iterator():
+            bar.update(len(context))
+            rows, cols = _pairs(context, target, document, window)
+            if len(rows):
+                data = np.ones(len(rows), dtype=np.float32)
+                total = total + sp.csr_matrix((data, (rows, cols)), shape=shape)
+    return total
+
+
+def _pairs(
+    context: npt.NDArray[np.int64], target: npt.NDArray[np.int64], document: npt.NDArray[np.int64], window: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(target index, context row) for every target occurrence and in-table neighbour in its window."""
+    centres = np.flatnonzero(target >= 0)
+    rows: list[npt.NDArray[np.int64]] = []
+    cols: list[npt.NDArray[np.int64]] = []
+    n = len(context)
+    for offset in (*range(-window, 0), *range(1, window + 1)):
+        other = centres + offset
+        inside = (other >= 0) & (other < n)
+        here, there = centres[inside], other[inside]
+        keep = (document[here] == document[there]) & (context[there] >= 0)
+        rows.append(target[here[keep]])
+        cols.append(context[there[keep]])
+    return np.concatenate(rows), np.concatenate(cols)

@@ -1,0 +1,24 @@
+"""The one error type users see for bad input: it names the source, the line, the value and a remedy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """Bad input from a user's file or config, reported on one line.
+
+    The message reads ``<source>:<line>: <problem> (<hint>)`` so that editors and terminals can jump
+    to the place, and a user knows what to change.
+    """
+
+    def __init__(self, source: str | Path, problem: str, *, line: int | None = None, hint: str = "") -> None:
+        self.source = str(source)
+        self.line = line
+        self.problem = problem
+        self.hint = hint
+        where = self.source if line is None else f"{self.source}:{line}"
+        text = f"{where}: {problem}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text.replace("\n", " "))

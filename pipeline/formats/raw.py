@@ -1,0 +1,116 @@
+"""What every format parser returns, and the helpers they share (compressed input, token decoding)."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.errors import InputError
+
+_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+
+
+@dataclass
+class RawRows:
+    """Rows as parsed from a file, before duplicate handling, filtering and limits.
+
+    Attributes:
+        tokens: one token per row.
+        matrix: ``(rows, dim)`` float32 (may be a read-only memory map).
+        first_line: the file line of row 0 (text formats), so row ``i`` is at ``first_line + i``;
+            ``None`` for formats without lines, where messages name the row instead.
+        replaced: tokens whose undecodable bytes were replaced (``unicode_errors=replace``).
+    """
+
+    tokens: list[str]
+    matrix: npt.NDArray[np.float32]
+    first_line: int | None = None
+    replaced: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def where(self, row: int) -> tuple[int | None, str]:
+        """The line of ``row`` (or None) and a phrase naming it for messages."""
+        if self.first_line is None:
+            return None, f"row {row}"
+        return self.first_line + row, f"line {self.first_line + row}"
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading bytes, decompressing gzip, bz2 or xz by their magic bytes."""
+    with open(path, "rb") as probe:
+        head = probe.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    if head.startswith(b"BZh"):
+        return bz2.open(path, "rb")
+    if head.startswith(b"\xfd7zXZ"):
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def is_compressed(path: Path) -> bool:
+    """Whether ``path`` starts with a gzip, bz2 or xz magic number."""
+    with open(path, "rb") as probe:
+        head = probe.read(6)
+    return any(head.startswith(magic) for magic in _MAGIC)
+
+
+def decode_token(
+    raw: bytes, path: Path, where: str, line: int | None, unicode_errors: str
+) -> tuple[str, bool]:
+    """Decode a token's UTF-8 bytes under the ``unicode_errors`` policy.
+
+    Returns:
+        The token and whether bytes were replaced.
+
+    Raises:
+        InputError: undecodable bytes under the ``strict`` policy.
+    """
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError as err:
+        if unicode_errors == "strict":
+            raise InputError(
+                path,
+                f"token {raw!r} at {where} is not valid UTF-8 ({err.reason} at byte {err.start})",
+                line=line,
+                hint="set embedding.unicode_errors=replace to replace such bytes with U+FFFD",
+            ) from None
+        return raw.decode("utf-8", errors="replace"), True
+
+
+def check_writable_tokens(tokens: Sequence[str], path: Path) -> None:
+    """Refuse tokens a word2vec or GloVe file cannot hold: a space ends a token, a newline a row.
+
+    Raises:
+        ValueError: names the first such token and its row.
+    """
+    for row, token in enumerate(tokens):
+        if " " in token or "\n" in token:
+            raise ValueError(f"{path}: token {token!r} at row {row} contains a space or a newline; "
+                             "a word2vec or GloVe file cannot hold it (save as npy or safetensors)")
+
+
+_FINITE_BLOCK_ROWS = 65536
+
+
+def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.floating]) -> None:
+    """Refuse a NaN or Inf value, a block of rows at a time (a memory map is never read whole).
+
+    Raises:
+        InputError: names the first such row and its token.
+    """
+    for start in range(0, matrix.shape[0], _FINITE_BLOCK_ROWS):
+        bad = ~np.isfinite(matrix[start : start + _FINITE_BLOCK_ROWS]).all(axis=1)
+        if bad.any():
+            row = start + int(np.flatnonzero(bad)[0])
+            raise InputError(path, f"row {row} ({tokens[row]!r}) has a NaN or Inf value",
+                             hint="remove or fix the row")

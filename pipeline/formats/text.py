@@ -1,0 +1,180 @@
+"""word2vec text (header ``N D``; fastText .vec too) and GloVe (no header): parse and write, vectorised."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from pipeline.errors import InputError
+from pipeline.formats.raw import RawRows, decode_token, open_binary
+
+BLOCK_BYTES = 16 << 20
+WRITE_ROWS = 8192
+_ROW_IN_ERROR = re.compile(r"at row (\d+), column (\d+)")
+
+
+def read_header(path: Path) -> tuple[int, int] | None:
+    """The ``(rows, dim)`` of a word2vec header on the first line, or None when there is none."""
+    with open_binary(path) as f:
+        first = f.readline(4096)
+    parts = first.split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _iter_line_blocks(f: IO[bytes], block_bytes: int, progress: tqdm | None) -> Iterator[bytes]:
+    """Yield blocks of whole lines (each ending just before a newline), streaming."""
+    rest = b""
+    while True:
+        chunk = f.read(block_bytes)
+        if progress is not None:
+            progress.update(len(chunk))
+        if not chunk:
+            if rest.strip():
+                yield rest
+            return
+        chunk = rest + chunk
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            rest = chunk
+            continue
+        rest = chunk[cut + 1 :]
+        yield chunk[:cut]
+
+
+def _count_rows_and_dim(path: Path) -> tuple[int, int]:
+    """For header-less files: count non-blank lines and read the dimension off the first one."""
+    rows = 0
+    dim = -1
+    with open_binary(path) as f:
+        for block in _iter_line_blocks(f, BLOCK_BYTES, None):
+            if dim < 0:
+                first = block.split(b"\n", 1)[0].rstrip()
+                dim = len(first.split(b" ")) - 1
+            rows += sum(1 for line in block.split(b"\n") if line.strip())
+    return rows, dim
+
+
+def parse_text(
+    path: Path, *, header: bool, limit: int | None, unicode_errors: str, progress: bool
+) -> RawRows:
+    """Parse a word2vec text (``header=True``) or GloVe file, streaming, into a preallocated matrix.
+
+    Numbers are parsed by numpy's C reader a block of lines at a time; the Python loop runs per
+    line (to split off the token and count values), never per number.
+
+    Raises:
+        InputError: empty file, bad header, a row with the wrong number of values, a non-numeric
+            value, NaN or Inf, fewer or more rows than the header says. Messages name the line.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(path, "file is empty", hint="expected a word2vec or GloVe text table")
+    first_line = 1
+    if header:
+        parsed = read_header(path)
+        if parsed is None:
+            with open_binary(path) as f:
+                first = f.readline(200).rstrip()
+            raise InputError(path, f"expected a header 'ROWS DIM', got {first[:80]!r}", line=1,
+                             hint="use embedding.format=glove for files without a header")
+        rows, dim = parsed
+        if rows <= 0 or dim <= 0:
+            raise InputError(path, f"header says {rows} rows of dimension {dim}", line=1,
+                             hint="both must be positive")
+        first_line = 2
+    else:
+        rows, dim = _count_rows_and_dim(path)
+        if rows == 0:
+            raise InputError(path, "file has no rows")
+        if dim <= 0:
+            raise InputError(path, "first row has a token and no values", line=1)
+    wanted = rows if limit is None else min(rows, limit)
+    matrix = np.empty((wanted, dim), dtype=np.float32)
+    tokens: list[str] = []
+    replaced = 0
+    line_no = first_line - 1  # line number of the last line consumed
+    blank = 0
+    with open_binary(path) as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"parse {path.name}",
+                                       disable=not progress or None, leave=False) as bar:
+        if header:
+            f.readline()
+        for block in _iter_line_blocks(f, BLOCK_BYTES, bar):
+            lines = block.split(b"\n")
+            values: list[bytes] = []
+            block_first = line_no + 1
+            for raw_line in lines:
+                line_no += 1
+                stripped = raw_line.rstrip()  # also drops fastText's trailing space and a CR
+                if not stripped:
+                    blank = blank or line_no  # allowed only at the end of the file
+                    continue
+                if blank:
+                    raise InputError(path, "empty line", line=blank, hint="remove blank lines from the table")
+                if len(tokens) == wanted:
+                    if wanted < rows:
+                        break
+                    raise InputError(path, f"more rows than the header's {rows}", line=line_no,
+                                     hint="fix the header's row count")
+                raw_token, _, rest = stripped.partition(b" ")
+                count = rest.count(b" ") + 1 if rest else 0
+                if count != dim:
+                    what = "too few" if count < dim else "too many"
+                    raise InputError(path, f"{what} values: expected {dim}, found {count}", line=line_no,
+                                     hint="every row must be a token and its values, "
+                                     "separated by single spaces")
+                token, was_replaced = decode_token(raw_token, path, f"line {line_no}", line_no,
+                                                   unicode_errors)
+                replaced += was_replaced
+                tokens.append(token)
+                values.append(rest)
+            if values:
+                start = len(tokens) - len(values)
+                matrix[start : len(tokens)] = _parse_values(path, values, block_first, dim)
+            if len(tokens) == wanted < rows:
+                break  # a limit was reached; without one, read on so that extra rows are reported
+    if len(tokens) < wanted:
+        raise InputError(path, f"header says {rows} rows, file has {len(tokens)}", line=1,
+                         hint="fix the header's row count, or the file was cut short")
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(path, f"row of {tokens[row]!r} has a NaN or Inf value", line=first_line + row,
+                         hint="remove or fix the row")
+    return RawRows(tokens, matrix, first_line=first_line, replaced=replaced)
+
+
+def _parse_values(path: Path, values: list[bytes], block_first: int, dim: int) -> npt.NDArray[np.float32]:
+    try:
+        parsed = np.loadtxt(io.BytesIO(b"\n".join(values)), dtype=np.float32, delimiter=" ", comments=None,
+                            ndmin=2, quotechar=None)
+    except ValueError as err:
+        found = _ROW_IN_ERROR.search(str(err))
+        line = block_first + int(found.group(1)) if found else block_first
+        bad = str(err).split("'")[1] if "'" in str(err) else str(err)
+        raise InputError(path, f"value {bad!r} is not a number", line=line, hint="fix the row") from None
+    return parsed
+
+
+def write_text(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.float32], *,
+               header: bool, handle: IO[bytes]) -> None:
+    """Write rows as ``token v1 v2 ...`` lines (``%.9g``: float32 values round-trip exactly).
+
+    Tokens must hold no space or newline (see :func:`~pipeline.formats.raw.check_writable_tokens`).
+    """
+    rows, dim = matrix.shape
+    if header:
+        handle.write(f"{rows} {dim}\n".encode())
+    row_format = " ".join(["%.9g"] * dim)
+    for start in range(0, rows, WRITE_ROWS):
+        block = matrix[start : start + WRITE_ROWS].astype(np.float64)
+        lines = [f"{tokens[start + i]} {row_format % tuple(vec)}" for i, vec in enumerate(block)]
+        handle.write(("\n".join(lines) + "\n").encode("utf-8"))

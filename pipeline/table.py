@@ -1,0 +1,155 @@
+"""The embedding table: tokens, their fixed row indices, a float32 matrix and its checksum."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import overload
+
+import numpy as np
+import numpy.typing as npt
+
+_CHECKSUM_BLOCK_ROWS = 65536
+
+
+class EmbeddingTable:
+    """An append-only table of token vectors.
+
+    Existing tokens keep their row index forever; :meth:`append` adds rows at the end. The matrix
+    is exposed read-only (it may be a memory map of a cached file); ``len(table)`` is the number of
+    rows and ``token in table`` tests membership.
+
+    Args:
+        tokens: one token per row, unique.
+        matrix: ``(len(tokens), dim)`` float32 matrix.
+        source: where the table came from, used in error messages.
+    """
+
+    def __init__(
+        self, tokens: Sequence[str], matrix: npt.NDArray[np.float32], source: str = "<memory>"
+    ) -> None:
+        if matrix.ndim != 2:
+            raise ValueError(f"{source}: matrix must be 2-D, got shape {matrix.shape}")
+        if matrix.dtype != np.float32:
+            raise ValueError(f"{source}: matrix must be float32, got {matrix.dtype}")
+        if len(tokens) != matrix.shape[0]:
+            raise ValueError(f"{source}: {len(tokens)} tokens for {matrix.shape[0]} rows")
+        self.source = source
+        self._tokens: tuple[str, ...] = tuple(tokens)
+        self._index: dict[str, int] = {}
+        for i, token in enumerate(self._tokens):
+            if self._index.setdefault(token, i) != i:
+                raise ValueError(f"{source}: token {token!r} appears at rows {self._index[token]} and {i}")
+        self._matrix = matrix
+        self._checksum: str | None = None
+
+    # -- read access ---------------------------------------------------------------------------
+    @property
+    def tokens(self) -> Sequence[str]:
+        """The tokens, in row order (an immutable tuple, shared: no copy per access)."""
+        return self._tokens
+
+    @property
+    def matrix(self) -> npt.NDArray[np.float32]:
+        """The ``(rows, dim)`` float32 matrix, read-only."""
+        view = self._matrix.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def dim(self) -> int:
+        """The vector dimension."""
+        return int(self._matrix.shape[1])
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self._index
+
+    def index_of(self, token: str) -> int:
+        """The row index of ``token``.
+
+        Raises:
+            KeyError: the token is not in the table.
+        """
+        try:
+            return self._index[token]
+        except KeyError:
+            raise KeyError(f"token {token!r} not in table") from None
+
+    def get(self, token: str, default: int | None = None) -> int | None:
+        """The row index of ``token``, or ``default`` when it is absent."""
+        return self._index.get(token, default)
+
+    def indices(self, tokens: Iterable[str], missing: int = -1) -> npt.NDArray[np.int64]:
+        """Row indices of ``tokens``, with ``missing`` for tokens not in the table."""
+        get = self._index.get
+        return np.fromiter((get(t, missing) for t in tokens), dtype=np.int64)
+
+    @overload
+    def vector(self, token: str) -> npt.NDArray[np.float32]: ...
+    @overload
+    def vector(self, token: int) -> npt.NDArray[np.float32]: ...
+    def vector(self, token: str | int) -> npt.NDArray[np.float32]:
+        """The vector of a token (by name or row index), read-only."""
+        row = self.index_of(token) if isinstance(token, str) else token
+        return self.matrix[row]
+
+    @property
+    def checksum(self) -> str:
+        """sha256 over the tokens and the little-endian float32 matrix, as hex; computed once."""
+        if self._checksum is None:
+            digest = hashlib.sha256()
+            digest.update(f"{len(self)} {self.dim}\n".encode())
+            digest.update("\n".join(self._tokens).encode("utf-8"))
+            digest.update(b"\0")
+            for start in range(0, len(self), _CHECKSUM_BLOCK_ROWS):
+                block = np.ascontiguousarray(self._matrix[start : start + _CHECKSUM_BLOCK_ROWS], dtype="<f4")
+                digest.update(block.data.cast("B"))
+            self._checksum = digest.hexdigest()
+        return self._checksum
+
+    # -- growth --------------------------------------------------------------------------------
+    def append(self, tokens: Sequence[str], vectors: npt.NDArray[np.floating]) -> EmbeddingTable:
+        """A new table with ``tokens`` appended as rows; this table's rows keep their indices.
+
+        Args:
+            tokens: tokens not yet in the table, unique.
+            vectors: ``(len(tokens), dim)`` finite values.
+
+        Raises:
+            ValueError: a duplicate or existing token, a shape mismatch or a non-finite value.
+        """
+        if isinstance(tokens, str):
+            raise TypeError(f"append: tokens must be a sequence of tokens, got the string {tokens!r}")
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape != (len(tokens), self.dim):
+            raise ValueError(
+                f"append: expected vectors of shape ({len(tokens)}, {self.dim}), got {vectors.shape}"
+            )
+        seen: set[str] = set()
+        for token in tokens:
+            if token in self._index:
+                raise ValueError(f"append: token {token!r} already in table at row {self._index[token]}")
+            if token in seen:
+                raise ValueError(f"append: token {token!r} given twice")
+            seen.add(token)
+        # check after the cast: a finite float64 beyond float32's range would become inf
+        with np.errstate(over="ignore"):
+            rows = vectors.astype(np.float32)
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"append: vector of {tokens[row]!r} is not finite in float32")
+        matrix = np.empty((len(self) + len(tokens), self.dim), dtype=np.float32)
+        matrix[: len(self)] = self._matrix
+        matrix[len(self) :] = rows
+        return EmbeddingTable([*self._tokens, *tokens], matrix, source=self.source)
+
+    def head(self, rows: int) -> EmbeddingTable:
+        """The first ``rows`` rows as a table (a view, no copy)."""
+        return EmbeddingTable(self._tokens[:rows], self._matrix[:rows], source=self.source)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingTable({len(self)} x {self.dim}, source={self.source!r})"

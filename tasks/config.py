@@ -1,0 +1,200 @@
+"""Config schemas of every group, registered with Hydra's ConfigStore, and their conversion to stage options.
+
+The schema of a group is derived from the options dataclass of the stage it configures, so a key
+exists in YAML exactly when the stage accepts it; values are then validated by constructing those
+options (their ``__post_init__``), naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pipeline.export import check_formats
+from pipeline.formats import LoadOptions
+from pipeline.induce import InduceOptions
+from pipeline.tokenize import TokenizerOptions
+from pipeline.vocab import VocabOptions
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def schema_of(options: type, name: str, *, exclude: tuple[str, ...] = (), **extra: tuple[Any, Any]) -> type:
+    """A mutable dataclass with the fields of ``options`` (less ``exclude``) plus ``extra`` fields first.
+
+    Args:
+        options: a stage's frozen options dataclass.
+        name: the schema's class name.
+        exclude: fields that come from elsewhere (for example the run-wide ``progress``).
+        extra: ``name=(type, default)`` fields the stage takes as arguments rather than options.
+    """
+    hints = typing.get_type_hints(options)
+    specs: list[tuple[str, Any, Any]] = [(key, kind, field(default=default)) for key, (kind, default) in extra.items()]
+    for f in dataclasses.fields(options):
+        if f.name in exclude:
+            continue
+        kind = hints[f.name]
+        if typing.get_origin(kind) is tuple:
+            kind = list[typing.get_args(kind)[0]]  # type: ignore[misc]
+            specs.append((f.name, kind, field(default_factory=lambda d=f.default: list(d))))
+        else:
+            specs.append((f.name, kind, field(default=f.default)))
+    return dataclasses.make_dataclass(name, specs)
+
+
+EmbeddingConfig = schema_of(LoadOptions, "EmbeddingConfig", exclude=("progress",), path=(str, MISSING))
+TokenizerConfig = schema_of(TokenizerOptions, "TokenizerConfig")
+VocabConfig = schema_of(VocabOptions, "VocabConfig")
+InduceConfig = schema_of(InduceOptions, "InduceConfig")
+
+
+@dataclass
+class CorpusConfig:
+    """Fields every corpus source has."""
+
+    source: str = MISSING
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # type: ignore[valid-type]
+    cache_dir: str | None = None
+
+
+@dataclass
+class FilesCorpusConfig(CorpusConfig):
+    """``corpus=files``: local text files and globs, plain or gzip, one document per line."""
+
+    source: str = "files"
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PythonDocsCorpusConfig(CorpusConfig):
+    """``corpus=python_docs``: docstrings of the standard library and installed packages."""
+
+    source: str = "python_docs"
+    packages: list[str] = field(default_factory=lambda: ["stdlib", "numpy", "keras", "mlflow"])
+
+
+@dataclass
+class TrainConfig:
+    """``train=none``: no fine-tuning; the induced vectors are the result."""
+
+    objective: str = "none"
+
+
+@dataclass
+class EvaluateConfig:
+    """What the run checks and shows after adaptation."""
+
+    integrity: bool = True
+    neighbours: int = 10
+    show: int = 8
+
+
+@dataclass
+class ExportConfig:
+    """Formats written to ``<run dir>/export/embedding.<ext>``."""
+
+    formats: list[str] = field(default_factory=lambda: ["word2vec_text"])
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking; ``tracking=disabled`` runs without MLflow."""
+
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str = "embadapt"
+    run_name: str | None = None
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class AdaptConfig:
+    """The primary config of ``tasks.adapt``."""
+
+    embedding: EmbeddingConfig = MISSING  # type: ignore[valid-type]
+    corpus: Any = MISSING
+    vocab: VocabConfig = MISSING  # type: ignore[valid-type]
+    induce: InduceConfig = MISSING  # type: ignore[valid-type]
+    train: TrainConfig = MISSING
+    evaluate: EvaluateConfig = MISSING
+    export: ExportConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+def register() -> None:
+    """Register the schemas under the names the YAML files' defaults lists use."""
+    store = ConfigStore.instance()
+    store.store(name="adapt_schema", node=AdaptConfig)
+    store.store(group="corpus", name="files_schema", node=FilesCorpusConfig)
+    store.store(group="corpus", name="python_docs_schema", node=PythonDocsCorpusConfig)
+
+
+register()
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Every stage's options, built (and so validated) from a composed config."""
+
+    embedding_path: str
+    load: LoadOptions
+    corpus: FilesCorpusConfig | PythonDocsCorpusConfig
+    tokenizer: TokenizerOptions
+    vocab: VocabOptions
+    induce: InduceOptions
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    export_formats: tuple[str, ...]
+    tracking: TrackingConfig
+    seed: int
+    device: str
+    progress: bool
+
+
+def _options(kind: type, node: Any) -> Any:
+    values = {f.name: getattr(node, f.name) for f in dataclasses.fields(kind) if hasattr(node, f.name)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**values)
+
+
+def to_options(cfg: DictConfig) -> AdaptOptions:
+    """Validate a composed config and turn it into stage options.
+
+    Raises:
+        ValueError: a value out of range, naming the key and the value.
+    """
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, AdaptConfig)
+    if obj.device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {obj.device!r}")
+    if obj.evaluate.neighbours < 1 or obj.evaluate.show < 0:
+        raise ValueError(f"evaluate.neighbours must be >= 1 and evaluate.show >= 0, got "
+                         f"{obj.evaluate.neighbours} and {obj.evaluate.show}")
+    if obj.train.objective != "none":
+        raise ValueError(f"train.objective must be none (fine-tuning is not built yet), got {obj.train.objective!r}")
+    if obj.tracking.connect_timeout <= 0:
+        raise ValueError(f"tracking.connect_timeout must be positive, got {obj.tracking.connect_timeout}")
+    check_formats(obj.export.formats)
+    return AdaptOptions(
+        embedding_path=obj.embedding.path,
+        load=dataclasses.replace(_options(LoadOptions, obj.embedding), progress=obj.progress),
+        corpus=obj.corpus,
+        tokenizer=_options(TokenizerOptions, obj.corpus.tokenizer),
+        vocab=_options(VocabOptions, obj.vocab),
+        induce=_options(InduceOptions, obj.induce),
+        train=obj.train,
+        evaluate=obj.evaluate,
+        export_formats=tuple(obj.export.formats),
+        tracking=obj.tracking,
+        seed=obj.seed,
+        device=obj.device,
+        progress=obj.progress,
+    )

@@ -1,0 +1,264 @@
+"""MLflow tracking for a job: one run, flattened redacted params, stage metrics, artifacts, FAILED on error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import subprocess
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from pipeline.errors import InputError
+
+log = logging.getLogger(__name__)
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(r"password|passwd|secret|credential|api_?key|token$", re.IGNORECASE)
+_USERINFO = re.compile(r"(?<=://)([^/@:\s]+):([^/@\s]+)@")
+_PARAMS_PER_BATCH = 100
+_MIN_SECRET_LENGTH = 4
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a config or environment key names a secret.
+
+    Keys containing ``password``, ``secret``, ``credential`` or ``api_key``, or ending in ``token``
+    (``MLFLOW_TRACKING_TOKEN``, ``hf_token``) are secret; our own options that merely start with
+    the word (``corpus.tokenizer``, ``embedding.token_filter``) are not.
+    """
+    last = re.split(r"[.]", key)[-1]
+    return bool(_SECRET_KEY.search(last))
+
+
+def _secret_env_values() -> list[str]:
+    return sorted(
+        (v for k, v in os.environ.items() if is_secret_key(k) and len(v) >= _MIN_SECRET_LENGTH),
+        key=len,
+        reverse=True,
+    )
+
+
+def redact_value(value: str, secrets: list[str] | None = None) -> str:
+    """``value`` with secret environment values and URL passwords replaced by ``***``."""
+    for secret in _secret_env_values() if secrets is None else secrets:
+        value = value.replace(secret, REDACTED)
+    return _USERINFO.sub(rf"\1:{REDACTED}@", value)
+
+
+def redact(tree: Any, secrets: list[str] | None = None, key: str = "") -> Any:
+    """A copy of a nested dict/list config with secret keys' values and secret values redacted."""
+    secrets = _secret_env_values() if secrets is None else secrets
+    if isinstance(tree, Mapping):
+        return {k: REDACTED if is_secret_key(str(k)) else redact(v, secrets, str(k)) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [redact(v, secrets, key) for v in tree]
+    if isinstance(tree, str):
+        return redact_value(tree, secrets)
+    return tree
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``; lists stay whole, as their JSON."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | tuple) else str(value)
+    return flat
+
+
+def check_reachable(uri: str, timeout: float) -> None:
+    """Fail fast, before heavy work, when the tracking store cannot be used.
+
+    Raises:
+        InputError: a server that does not answer within ``timeout`` seconds, or a sqlite store
+            whose folder does not exist.
+    """
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        url = uri.rstrip("/") + "/health"
+        started = time.monotonic()
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - the user's tracking URI
+        except urllib.error.HTTPError:
+            return  # it answered; an MLflow behind a proxy may not have /health
+        except (urllib.error.URLError, OSError) as err:
+            waited = time.monotonic() - started
+            reason = getattr(err, "reason", err)
+            raise InputError(
+                "tracking.uri", f"{redact_value(uri)} did not answer ({reason}, after {waited:.1f}s)",
+                hint="start the server (mlflow server), fix tracking.uri, or run with tracking=disabled",
+            ) from None
+    elif parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:":
+            folder = Path(path).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise InputError("tracking.uri", f"{uri}: folder {folder} does not exist",
+                                 hint="create it or point tracking.uri elsewhere")
+            try:
+                sqlite3.connect(path).close()
+            except sqlite3.Error as err:
+                raise InputError("tracking.uri", f"{uri}: cannot open the database ({err})") from None
+
+
+def git_commit(start: Path) -> str | None:
+    """The commit checked out at ``start``'s repository, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "-C", str(start), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+class NullTracker:
+    """``tracking=disabled``: every call is accepted and nothing is recorded."""
+
+    run_id: str | None = None
+    uri: str | None = None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Record nothing."""
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Record nothing."""
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        """Record nothing."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Record nothing."""
+
+
+class MlflowTracker(NullTracker):
+    """One MLflow run, driven through ``MlflowClient`` (no global active-run state)."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.run_id = run_id
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics named ``stage/name``."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        """Log params in batches within MLflow's count, key and value limits."""
+        from mlflow.entities import Param
+        from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
+
+        items = [Param(k[:MAX_ENTITY_KEY_LENGTH], v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
+        for start in range(0, len(items), _PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[start : start + _PARAMS_PER_BATCH])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Upload one file."""
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        """Upload a folder's files."""
+        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set run tags."""
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+
+def _log_hydra_dir(tracker: MlflowTracker, hydra_dir: Path, secrets: list[str]) -> None:
+    """Log ``.hydra/`` with secrets redacted from its YAML files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for source in sorted(hydra_dir.glob("*.yaml")):
+            loaded = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
+            if isinstance(loaded, list):  # overrides.yaml: key=value strings
+                loaded = [_redact_override(str(item), secrets) for item in loaded]
+            else:
+                loaded = redact(loaded, secrets)
+            OmegaConf.save(OmegaConf.create(loaded), Path(tmp, source.name))
+        tracker.log_artifacts(Path(tmp), ".hydra")
+
+
+def _redact_override(override: str, secrets: list[str]) -> str:
+    key, sep, value = override.partition("=")
+    if sep and is_secret_key(key.lstrip("+~")):
+        return f"{key}={REDACTED}"
+    return redact_value(override, secrets)
+
+
+@contextmanager
+def tracking_run(
+    *,
+    enabled: bool,
+    uri: str,
+    experiment: str,
+    run_name: str | None,
+    config: dict[str, Any],
+    hydra_dir: Path | None,
+    tags: Mapping[str, str],
+) -> Iterator[NullTracker]:
+    """Open the job's run: params, ``config.yaml`` and ``.hydra/`` logged at start; FAILED on an exception.
+
+    Yields:
+        A tracker (a :class:`NullTracker` when ``enabled`` is false).
+    """
+    if not enabled:
+        yield NullTracker()
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import RunStatus
+
+    client = MlflowClient(tracking_uri=uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    tracker = MlflowTracker(uri, run.info.run_id)
+    secrets = _secret_env_values()
+    safe = redact(config, secrets)
+    try:
+        tracker.log_params(flatten(safe))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, "config.yaml")
+            OmegaConf.save(OmegaConf.create(safe), path)
+            tracker.log_artifact(path)
+        if hydra_dir is not None and hydra_dir.is_dir():
+            _log_hydra_dir(tracker, hydra_dir, secrets)
+        yield tracker
+    except BaseException as err:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, "error.log")
+            path.write_text(redact_value("".join(traceback.format_exception(err))))
+            try:
+                tracker.log_artifact(path)
+                tracker.set_tags({"error": redact_value(str(err))[:5000]})
+            except Exception as log_err:  # noqa: BLE001 - the original error matters more
+                log.warning("could not log the error to MLflow: %s", log_err)
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        client.set_terminated(tracker.run_id, status=status)
+        raise
+    else:
+        client.set_terminated(tracker.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+
+
