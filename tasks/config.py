@@ -165,12 +165,31 @@ def _options(kind: type, node: Any) -> Any:
     return kind(**values)
 
 
+def check_keys(node: DictConfig, path: str = "") -> None:
+    """Refuse keys a schema does not declare (Hydra's ``+key=value`` can add them to typed nodes).
+
+    Raises:
+        ValueError: naming the unknown key, its value and the keys the schema takes.
+    """
+    kind = OmegaConf.get_type(node)
+    declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
+    for key in node:
+        name = f"{path}{key}"
+        if declared is not None and key not in declared:
+            raise ValueError(f"unknown key {name}={node._get_node(key)._value()!r}; "  # noqa: SLF001
+                             f"{path.rstrip('.') or 'the config'} takes {', '.join(sorted(declared))}")
+        child = node._get_node(key)  # noqa: SLF001 - read the node without resolving interpolations
+        if isinstance(child, DictConfig):
+            check_keys(child, f"{name}.")
+
+
 def to_options(cfg: DictConfig) -> AdaptOptions:
     """Validate a composed config and turn it into stage options.
 
     Raises:
         ValueError: a value out of range, naming the key and the value.
     """
+    check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, AdaptConfig)
     if obj.device not in DEVICES:

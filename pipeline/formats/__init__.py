@@ -21,7 +21,7 @@ from pipeline.formats.npy import parse_npy, write_vocab
 from pipeline.formats.raw import RawRows, check_writable_tokens, open_binary
 from pipeline.formats.safetensors_file import parse_safetensors, write_safetensors
 from pipeline.formats.text import parse_text, read_header, write_text
-from pipeline.formats.word2vec_binary import parse_binary, write_binary
+from pipeline.formats.word2vec_binary import MAX_TOKEN_BYTES, parse_binary, write_binary
 from pipeline.table import EmbeddingTable
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _first_row_is_text(path: Path, dim: int) -> bool:
     """
     with open_binary(path) as f:
         f.readline()
-        sample = f.read(min(1 << 20, 64 + 32 * dim))
+        sample = f.read(MAX_TOKEN_BYTES + 32 * min(dim, 1 << 14))  # a whole token, then its values
     _, space, rest = sample.partition(b" ")
     values = rest.split(b"\n", 1)[0]
     return bool(space and values) and all(byte in _TEXT_VALUE_BYTES for byte in values)

@@ -1,0 +1,33 @@
+# make demo: a virtualenv, the project with its demo extra, and `python -m tasks.adapt` on the demo default.
+# make test: a virtualenv, the project with its test extra, ruff, and the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck bench-load ui clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[demo,test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python -m tasks.adapt
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy pipeline tasks
+
+bench-load: $(VENV)/.installed
+	$(BIN)/python -m pip install -q 'gensim>=4.3,<5'
+	$(BIN)/python bench/load.py
+
+ui: $(VENV)/.installed
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean:
+	rm -rf outputs multirun mlruns mlflow.db .pytest_cache

@@ -1,0 +1,232 @@
+"""The stages after loading: tokenize, count, choose, induce, append, check, neighbours, export."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from planted import CLUSTERS, NEW, planted_table, write_planted
+
+from pipeline.adapted import AdaptedTable, append_induced
+from pipeline.cooccurrence import _pairs, context_counts
+from pipeline.corpus import files_corpus, fingerprint_files, python_docs_corpus
+from pipeline.counts import count_tokens
+from pipeline.errors import InputError
+from pipeline.export import build_manifest, export_table
+from pipeline.formats import LoadOptions, load_table
+from pipeline.induce import InduceOptions, induce_vectors
+from pipeline.integrity import check_integrity
+from pipeline.neighbours import nearest
+from pipeline.table import EmbeddingTable
+from pipeline.tokenize import Tokenizer, TokenizerOptions
+from pipeline.vocab import VocabOptions, select_new_tokens
+
+
+def test_tokenizer_keeps_inner_characters_and_drops_numbers() -> None:
+    tokens = Tokenizer().tokenize("Hello, World! os.path don't __init__ read-only 3.11 x86_64 'quoted' über")
+    assert tokens == ["hello", "world", "os", "path", "don't", "init", "read-only", "x86_64", "quoted", "über"]
+
+
+def test_tokenizer_options_cased_and_length() -> None:
+    tokens = Tokenizer(TokenizerOptions(lowercase=False, min_length=3, max_length=5)).tokenize("The ab Kernel cat")
+    assert tokens == ["The", "cat"]
+    with pytest.raises(ValueError, match="corpus.tokenizer.min_length must be at least 1, got 0"):
+        TokenizerOptions(min_length=0)
+
+
+def test_files_corpus_reads_plain_and_gzip_and_fingerprints_content(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("alpha beta\nbeta gamma\n")
+    with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
+        f.write("gamma delta\n")
+    corpus = files_corpus([str(tmp_path / "*.txt*")])
+    counts = count_tokens(corpus, Tokenizer(), progress=False)
+    assert counts.counts == {"alpha": 1, "beta": 2, "gamma": 2, "delta": 1}
+    assert counts.total == 6 and counts.documents == 3
+    # the fingerprint follows content, not names or times
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "x.txt").write_text("alpha beta\nbeta gamma\n")
+    (copy / "y.txt").write_text("gamma delta\n")
+    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) == corpus.fingerprint
+    os.utime(copy / "x.txt", (1, 1))
+    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) == corpus.fingerprint
+    (copy / "y.txt").write_text("gamma delta!\n")
+    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) != corpus.fingerprint
+
+
+def test_files_corpus_bad_paths(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nothing-\*\.txt: glob matches no file"):
+        files_corpus([str(tmp_path / "nothing-*.txt")])
+    with pytest.raises(InputError, match=r"missing\.txt: corpus file not found"):
+        files_corpus([str(tmp_path / "missing.txt")])
+    with pytest.raises(InputError, match="corpus.paths: no files given"):
+        files_corpus([])
+
+
+def test_undecodable_corpus_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_bytes(b"good \xff\xfe words\n")
+    counts = count_tokens(files_corpus([str(tmp_path / "bad.txt")]), Tokenizer(), progress=False)
+    assert counts.counts == {"good": 1, "words": 1}
+
+
+def test_python_docs_corpus_is_deterministic_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "src" / "toypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""Toy package docs."""\n')
+    (package / "mod.py").write_text('"""Module doc."""\ndef f():\n    """Function   doc\n    on two lines."""\n')
+    (package / "tests").mkdir()
+    (package / "tests" / "test_x.py").write_text('"""Skipped test doc."""\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    first = python_docs_corpus(["toypkg", "not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
+    text = first.files[0].read_text()
+    assert text.splitlines() == ["Toy package docs.", "Module doc.", "Function doc on two lines."]
+    mtime = first.files[0].stat().st_mtime_ns
+    second = python_docs_corpus(["toypkg"], cache_dir=str(tmp_path / "cache"))
+    assert second.fingerprint != first.fingerprint or second.files == first.files
+    again = python_docs_corpus(["toypkg", "not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
+    assert again.files == first.files and again.files[0].stat().st_mtime_ns == mtime
+    assert again.fingerprint == first.fingerprint
+    with pytest.raises(InputError, match="corpus.packages: none of"):
+        python_docs_corpus(["not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
+
+
+def test_select_new_tokens_counts_coverage_and_cap() -> None:
+    from pipeline.counts import TokenCounts
+
+    table = EmbeddingTable(["the", "cat"], np.zeros((2, 2), np.float32))
+    counts = TokenCounts({"the": 10, "cat": 2, "zyx": 5, "abc": 5, "rare": 1, "top": 9}, total=32, documents=3)
+    vocab = select_new_tokens(counts, table, VocabOptions(min_count=5, max_new=2))
+    assert vocab.new_tokens == ("top", "abc") and vocab.new_counts == (9, 5)
+    assert vocab.candidates == 3 and vocab.frozen_rows == 2
+    assert vocab.coverage_before == pytest.approx(12 / 32)
+    assert vocab.coverage_with(frozenset(vocab.new_tokens), counts) == pytest.approx(26 / 32)
+    with pytest.raises(ValueError, match="vocab.min_count must be at least 1, got 0"):
+        VocabOptions(min_count=0)
+
+
+def test_pairs_respect_window_and_document_boundaries() -> None:
+    # tokens: doc0 = [t0 c1 c2 | doc1 = c3 t0 c4]; target id 0 at positions 0 and 4; -1 = not in table
+    context = np.array([-1, 1, 2, 3, -1, 4])
+    target = np.array([0, -1, -1, -1, 0, -1])
+    document = np.array([0, 0, 0, 1, 1, 1])
+    rows, cols = _pairs(context, target, document, window=1)
+    assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 1), (0, 3), (0, 4)]
+    rows, cols = _pairs(context, target, document, window=5)
+    assert sorted(cols.tolist()) == [1, 2, 3, 4]
+
+
+@pytest.fixture
+def planted(tmp_path: Path):  # noqa: ANN201
+    return write_planted(tmp_path / "planted")
+
+
+def test_induction_places_new_tokens_near_their_cluster(planted) -> None:  # noqa: ANN001
+    table = load_table(planted.table_path, LoadOptions(cache=False, progress=False))
+    corpus = files_corpus([str(planted.corpus_path)])
+    tokenizer = Tokenizer()
+    counts = count_tokens(corpus, tokenizer, progress=False)
+    vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
+    assert set(vocab.new_tokens) == set(NEW)
+    induced = induce_vectors(corpus, tokenizer, table, vocab, InduceOptions(window=3), progress=False)
+    assert set(induced.tokens) == set(NEW) and all(n > 0 for n in induced.contexts)
+    adapted = append_induced(table, induced)
+    near = nearest(adapted.table, list(NEW), k=5)
+    for token, cluster in NEW.items():
+        neighbours = [other for other, _ in near[token]]
+        assert sum(n in CLUSTERS[cluster] for n in neighbours) >= 4, (token, neighbours)
+
+
+def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
+    table = planted.table
+    corpus = files_corpus([str(planted.corpus_path)])
+    counts = context_counts(corpus, Tokenizer(), table, ["zorblax"], window=2, progress=False)
+    expected = np.zeros(len(table))
+    for line in planted.corpus_path.read_text().splitlines():
+        words = Tokenizer().tokenize(line)
+        for i, w in enumerate(words):
+            if w == "zorblax":
+                for j in range(max(0, i - 2), min(len(words), i + 3)):
+                    if j != i and words[j] in table:
+                        expected[table.index_of(words[j])] += 1
+    np.testing.assert_array_equal(counts.toarray()[0], expected)
+
+
+def test_new_token_with_no_context_in_table_is_left_unplaced(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("lonely\n" * 6)
+    table = planted_table()
+    corpus = files_corpus([str(tmp_path / "c.txt")])
+    counts = count_tokens(corpus, Tokenizer(), progress=False)
+    vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
+    induced = induce_vectors(corpus, Tokenizer(), table, vocab, InduceOptions(), progress=False)
+    assert induced.tokens == () and induced.unplaced == ("lonely",)
+
+
+def test_integrity_catches_any_bit_change_of_a_frozen_row() -> None:
+    base = planted_table()
+    ok = AdaptedTable(base.append(["new"], np.ones((1, base.dim), np.float32)), len(base), ("new",))
+    report = check_integrity(base, ok)
+    assert report.ok and report.frozen_max_abs_diff == 0.0
+    matrix = np.array(ok.table.matrix)
+    matrix[3, 2] = np.nextafter(matrix[3, 2], np.float32(np.inf))  # one ulp
+    bad = AdaptedTable(EmbeddingTable(ok.table.tokens, matrix), len(base), ("new",))
+    report = check_integrity(base, bad)
+    assert not report.ok and report.frozen_changed_rows == 1 and report.frozen_max_abs_diff > 0
+    zero = np.zeros((2, 3), np.float32)
+    negative = zero.copy()
+    negative[0, 0] = -0.0
+    signed = AdaptedTable(EmbeddingTable(["a", "b"], negative), 2, ())
+    report = check_integrity(EmbeddingTable(["a", "b"], zero), signed)
+    assert report.frozen_changed_rows == 1  # bit-identical means -0.0 != 0.0
+    trained = AdaptedTable(EmbeddingTable(ok.table.tokens, matrix), len(base), ("new",), trained_rows=(3,))
+    assert check_integrity(base, trained).ok
+    moved = AdaptedTable(EmbeddingTable(list(reversed(base.tokens)), np.array(base.matrix)), len(base), ())
+    assert check_integrity(base, moved).tokens_moved == len(base)
+
+
+def test_nearest_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.neighbours as module
+
+    monkeypatch.setattr(module, "BLOCK_ROWS", 7)  # several blocks, merged
+    rng = np.random.default_rng(3)
+    table = EmbeddingTable([f"w{i}" for i in range(40)], rng.normal(size=(40, 8)).astype(np.float32))
+    result = nearest(table, ["w0", "w5"], k=4)
+    unit = table.matrix / np.linalg.norm(table.matrix, axis=1, keepdims=True)
+    for query in ("w0", "w5"):
+        scores = unit @ unit[table.index_of(query)]
+        order = [i for i in np.argsort(-scores) if table.tokens[i] != query][:4]
+        assert [t for t, _ in result[query]] == [table.tokens[i] for i in order]
+        np.testing.assert_allclose([s for _, s in result[query]], scores[order], rtol=1e-5)
+    with pytest.raises(KeyError, match="token 'nope' not in table"):
+        nearest(table, ["nope"])
+
+
+def test_export_writes_every_format_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = planted_table()
+    adapted = AdaptedTable(base.append(["new"], np.ones((1, base.dim), np.float32)), len(base), ("new",))
+    paths = export_table(adapted, tmp_path / "export", ["word2vec_text", "npy", "word2vec_binary"])
+    for path in paths.values():
+        again = load_table(path, LoadOptions(cache=False, progress=False))
+        assert again.tokens == adapted.table.tokens
+    import pipeline.export as module
+
+    real_save = module.save_table
+    calls = []
+
+    def failing(table: EmbeddingTable, path: Path, fmt: str) -> None:
+        calls.append(fmt)
+        if fmt == "safetensors":
+            raise OSError("disk full")
+        real_save(table, path, fmt)
+
+    monkeypatch.setattr(module, "save_table", failing)
+    with pytest.raises(OSError, match="disk full"):
+        export_table(adapted, tmp_path / "export2", ["glove", "safetensors"])
+    assert calls == ["glove", "safetensors"]
+    assert list((tmp_path / "export2").iterdir()) == []  # not even the glove file that was written
+    manifest = build_manifest(adapted=adapted, base_path="t", base_checksum=base.checksum, corpus_fingerprint="f",
+                              config_hash="h")
+    assert manifest["appended"] == [{"token": "new", "index": len(base)}]
+    assert manifest["base"]["checksum"] == base.checksum

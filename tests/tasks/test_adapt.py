@@ -1,0 +1,165 @@
+"""tasks.adapt in-process: outputs in the run directory, one MLflow run with params, tags, metrics, artifacts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+from planted import NEW, Planted
+
+from pipeline.errors import InputError
+from pipeline.formats import LoadOptions, load_table
+from tasks.adapt import run
+from tasks.tracking import REDACTED, check_reachable, flatten, is_secret_key, redact
+
+
+def _runs(tmp_path: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("test")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def test_adapt_writes_outputs_and_one_mlflow_run(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], planted: Planted,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "run"
+    result = run(compose_adapt([*planted_overrides, "export.formats=[word2vec_text,npy]"]), out)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["vocab/new_tokens"] == len(NEW) and metrics["integrity/frozen_max_abs_diff"] == 0.0
+    assert metrics["adapt/rows_after"] == len(planted.table) + len(NEW)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["base"]["checksum"] == planted.table.checksum
+    assert {a["token"]: a["index"] for a in manifest["appended"]} == result.adapted.appended_indices
+    assert sorted(result.adapted.appended_indices.values()) == list(range(len(planted.table), len(planted.table) + 2))
+    assert len(manifest["corpus_fingerprint"]) == 64 and len(manifest["config_sha256"]) == 64
+    assert manifest["package_version"]
+    for name in ("embedding.w2v.txt", "embedding.npy", "embedding.vocab.txt"):
+        assert (out / "export" / name).exists()
+    exported = load_table(out / "export" / "embedding.w2v.txt", LoadOptions(cache=False, progress=False))
+    np.testing.assert_array_equal(exported.matrix[: len(planted.table)], planted.table.matrix)
+    assert exported.tokens[: len(planted.table)] == planted.table.tokens
+    vocab_report = (out / "vocab.tsv").read_text().splitlines()
+    assert vocab_report[0].split("\t") == ["token", "count", "reason", "method", "contexts"] and len(vocab_report) == 3
+
+    printed = capsys.readouterr().out
+    assert f"rows: {len(planted.table)} -> {len(planted.table) + 2}" in printed and "zorblax" in printed
+
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.info.status == "FINISHED"
+    assert mlrun.data.params["embedding.path"] == str(planted.table_path)
+    assert mlrun.data.params["induce.window"] == "3"
+    assert mlrun.data.params["export.formats"] == '["word2vec_text", "npy"]'
+    assert mlrun.data.tags["base_checksum"] == planted.table.checksum
+    assert mlrun.data.tags["corpus_fingerprint"] == manifest["corpus_fingerprint"]
+    assert mlrun.data.metrics["integrity/frozen_max_abs_diff"] == 0.0
+    assert mlrun.data.metrics["vocab/new_tokens"] == 2
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
+    assert {"config.yaml", "manifest.json", "metrics.json", "vocab.tsv", "neighbours.tsv", "export"} <= artifacts
+    exported_artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id, "export")}
+    assert "export/embedding.w2v.txt" in exported_artifacts
+
+
+def test_failed_run_is_marked_failed_with_its_error_and_exports_nothing(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    bad = [*planted_overrides, f"corpus.paths=[{tmp_path}/nothing-*.txt]"]
+    with pytest.raises(InputError, match="glob matches no file"):
+        run(compose_adapt(bad), out)
+    assert not (out / "export").exists() and not (out / "manifest.json").exists()
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.info.status == "FAILED"
+    assert "glob matches no file" in mlrun.data.tags["error"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    log_file = client.download_artifacts(mlrun.info.run_id, "error.log", str(tmp_path))
+    assert "InputError" in Path(log_file).read_text()
+
+
+def test_tracking_disabled_writes_no_store(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path
+) -> None:
+    result = run(compose_adapt([*planted_overrides, "tracking=disabled"]), tmp_path / "run")
+    assert result.metrics["vocab/new_tokens"] == 2
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_secrets_never_reach_params(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_supersecretvalue")
+    run(compose_adapt([*planted_overrides, "tracking.run_name=${oc.env:HF_TOKEN}"]), tmp_path / "run")
+    (mlrun,) = _runs(tmp_path)
+    assert "hf_supersecretvalue" not in json.dumps(mlrun.data.params)
+    assert mlrun.data.params["tracking.run_name"] == REDACTED
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    config_file = client.download_artifacts(mlrun.info.run_id, "config.yaml", str(tmp_path))
+    assert "hf_supersecretvalue" not in Path(config_file).read_text()
+
+
+def test_redaction_rules() -> None:
+    for key in ("MLFLOW_TRACKING_TOKEN", "hf_token", "db.password", "AWS_SECRET_ACCESS_KEY", "openai_api_key"):
+        assert is_secret_key(key), key
+    for key in ("embedding.token_filter", "corpus.tokenizer", "vocab.max_new", "TOKENIZERS_PARALLELISM"):
+        assert not is_secret_key(key), key
+    tree = {"db": {"password": "pw", "uri": "http://me:pw123@host/x"}, "token_filter": "[a-z]+", "k": ["S3CRET!"]}
+    assert redact(tree, secrets=["S3CRET!"]) == {
+        "db": {"password": REDACTED, "uri": f"http://me:{REDACTED}@host/x"}, "token_filter": "[a-z]+",
+        "k": [REDACTED],
+    }
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None"}
+
+
+def test_long_and_many_params_fit_mlflow_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.tracking import tracking_run
+
+    monkeypatch.chdir(tmp_path)
+    config = {f"group{i}": {"value": "x" * 7000 if i == 0 else i} for i in range(250)}
+    with tracking_run(enabled=True, uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="test", run_name=None,
+                      config=config, hydra_dir=None, tags={}):
+        pass
+    (mlrun,) = _runs(tmp_path)
+    assert len(mlrun.data.params) == 250 and len(mlrun.data.params["group0.value"]) == 6000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_tracking_server_fails_fast_before_work(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path
+) -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with pytest.raises(InputError, match=rf"tracking.uri: {uri} did not answer .*tracking=disabled"):
+        run(compose_adapt([*planted_overrides, f"tracking.uri={uri}"]), tmp_path / "run")
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_server_times_out_within_connect_timeout() -> None:
+    with socket.socket() as server:  # accepts connections, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(InputError, match="did not answer"):
+            check_reachable(f"http://127.0.0.1:{port}", timeout=1.0)
+        assert time.monotonic() - started < 5
+
+
+def test_sqlite_store_in_missing_folder_fails_clearly(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        check_reachable(f"sqlite:///{tmp_path}/no/such/dir/mlflow.db", timeout=1)

