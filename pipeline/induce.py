@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.cooccurrence import context_counts
-from pipeline.corpus import Corpus
 from pipeline.table import EmbeddingTable
-from pipeline.tokenize import Tokenizer
 from pipeline.vocab import DomainVocab
+
+if TYPE_CHECKING:
+    from pipeline.corpus import Corpus
+    from pipeline.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def induce_vectors(
 
     The context sums are one sparse product: (new tokens x table) counts times the table.
     """
+    from pipeline.cooccurrence import context_counts  # TensorFlow: not needed to validate InduceOptions
+
     targets = vocab.new_tokens
     if not targets:
         return InducedVectors((), np.zeros((0, table.dim), np.float32), (), (), ())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Tokenizer:
         self._edges = rf"^[{inner}]+|[{inner}]+$" if inner else ""
 
     def __call__(self, documents: tf.Tensor) -> tf.RaggedTensor:
+        import tensorflow as tf  # here, not at the top: validating options must not pay TensorFlow's import
+
         text = tf.strings.lower(documents, encoding="utf-8") if self.options.lowercase else documents
         text = tf.strings.regex_replace(text, self._separators, " ")
         tokens = tf.strings.split(text)
@@ -60,4 +64,6 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens of one string (for tests and interactive use)."""
+        import tensorflow as tf
+
         return [t.decode("utf-8") for t in self(tf.constant([text]))[0].numpy()]

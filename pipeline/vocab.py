@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pipeline.counts import TokenCounts
 from pipeline.table import EmbeddingTable
+
+if TYPE_CHECKING:
+    from pipeline.counts import TokenCounts
 
 
 @dataclass(frozen=True)

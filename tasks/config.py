@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
+from pipeline.errors import InputError
 from pipeline.export import check_formats
 from pipeline.formats import LoadOptions
 from pipeline.induce import InduceOptions
@@ -187,8 +188,18 @@ def to_options(cfg: DictConfig) -> AdaptOptions:
     """Validate a composed config and turn it into stage options.
 
     Raises:
-        ValueError: a value out of range, naming the key and the value.
+        InputError: an unknown key, a missing value or a value out of range, naming the key and the value.
     """
+    try:
+        return _to_options(cfg)
+    except MissingMandatoryValue as err:
+        raise InputError("config", f"{err.full_key} has no value", hint=f"set it: {err.full_key}=...") from None
+    except ValueError as err:
+        raise InputError("config", str(err).splitlines()[0],
+                         hint="see --help for the groups; --cfg job shows the composed config") from None
+
+
+def _to_options(cfg: DictConfig) -> AdaptOptions:
     check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, AdaptConfig)

@@ -68,6 +68,11 @@ def test_unknown_key_or_wrong_type_fails_naming_it(
     assert named in str(err.value) + str(err.value.__cause__)
 
 
+def test_missing_required_value_is_named(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    with pytest.raises(ValueError, match=r"config: embedding.path has no value \(set it: embedding.path=...\)"):
+        to_options(compose_adapt(["embedding=file"]))
+
+
 def test_added_unknown_key_fails_naming_it(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
     with pytest.raises(ValueError, match=r"unknown key vocab.min_cnt=5; vocab takes max_new, min_count"):
         to_options(compose_adapt(["+vocab.min_cnt=5"]))
