@@ -97,3 +97,17 @@ def test_demo_default_runs_with_no_overrides(tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["vocab/new_tokens"] > 1000 and metrics["integrity/frozen_max_abs_diff"] == 0.0
     assert metrics["vocab/coverage_after"] > metrics["vocab/coverage_before"]
+
+
+def test_config_is_validated_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    probe = ("import sys, tasks.adapt\n"
+             "from hydra import compose, initialize_config_module\n"
+             "from tasks.config import to_options\n"
+             "with initialize_config_module(version_base='1.3', config_module='configs'):\n"
+             "    cfg = compose(config_name='conf', overrides=['vocab.min_count=-1'])\n"
+             "try:\n    to_options(cfg)\nexcept ValueError as err:\n    print(err)\n"
+             "print('tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2].startswith("config: vocab.min_count must be at least 1, got -1")
+    assert done.stdout.splitlines()[-1] == "False"
