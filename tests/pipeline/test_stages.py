@@ -230,3 +230,8 @@ def test_export_writes_every_format_or_nothing(tmp_path: Path, monkeypatch: pyte
                               config_hash="h")
     assert manifest["appended"] == [{"token": "new", "index": len(base)}]
     assert manifest["base"]["checksum"] == base.checksum
+
+
+def test_demo_table_without_the_demo_extra_says_how_to_install() -> None:
+    with pytest.raises(InputError, match=r"package 'no_such_demo_pkg' is not installed \(install the demo extra"):
+        load_table("pkg://no_such_demo_pkg/model/model.safetensors")

@@ -47,6 +47,12 @@ def test_run_from_another_directory_then_sweep(planted: Planted, tmp_path: Path)
     assert (work / "out" / ".hydra" / "config.yaml").exists()
     assert (work / "out" / "export" / "embedding.w2v.txt").exists()
     assert "rows: 24 -> 26" in done.stdout
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (mlrun,) = client.search_runs([client.get_experiment_by_name("embadapt").experiment_id])
+    hydra_files = {a.path for a in client.list_artifacts(mlrun.info.run_id, ".hydra")}
+    assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml"} <= hydra_files
 
     swept = adapt(["-m", *planted_args(planted, tmp_path), "vocab.min_count=1,1000", "hydra.sweep.dir=sweep"], work)
     assert swept.returncode == 0, swept.stderr
