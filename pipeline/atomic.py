@@ -5,32 +5,42 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
 def temp_beside(path: Path) -> Path:
-    """A new empty temporary file in ``path``'s folder (so a rename onto ``path`` is atomic)."""
+    """A fresh hidden name in ``path``'s folder, so that a rename onto ``path`` is atomic.
+
+    The file is not created here, so it gets the usual permissions when written (``mkstemp``
+    would leave it, and the file renamed from it, readable by its owner only).
+    """
+    return path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
     tmp = temp_beside(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 @contextmanager
 def staging_dir(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target`` whose files move into ``target`` on success.
+    """A temporary folder inside ``target`` whose files move into ``target`` on success.
 
     On an exception nothing reaches ``target`` and the temporary folder is removed.
     """

@@ -12,13 +12,13 @@ import os
 import re
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tensorflow as tf
 
+from pipeline.atomic import replacing
 from pipeline.errors import InputError
 from pipeline.formats.cache import default_cache_dir
 from pipeline.formats.raw import open_binary
@@ -119,19 +119,13 @@ def python_docs_corpus(packages: Sequence[str], cache_dir: str | None = None) ->
     directory = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / "corpora"
     target = directory / f"python_docs-{key}.txt"
     if not target.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".python_docs.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                documents = 0
-                for doc in _docstrings(roots):
-                    out.write(doc + "\n")
-                    documents += 1
-            os.replace(tmp, target)
-            log.info("built the python_docs corpus: %d docstrings from %s -> %s", documents,
-                     ", ".join(name for name, _, _ in roots), target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        documents = 0
+        with replacing(target) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            for doc in _docstrings(roots):
+                out.write(doc + "\n")
+                documents += 1
+        log.info("built the python_docs corpus: %d docstrings from %s -> %s", documents,
+                 ", ".join(name for name, _, _ in roots), target)
     return Corpus("python_docs", (target,), fingerprint_files([target]))
 
 

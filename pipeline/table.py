@@ -36,10 +36,12 @@ class EmbeddingTable:
             raise ValueError(f"{source}: {len(tokens)} tokens for {matrix.shape[0]} rows")
         self.source = source
         self._tokens: tuple[str, ...] = tuple(tokens)
-        self._index: dict[str, int] = {}
-        for i, token in enumerate(self._tokens):
-            if self._index.setdefault(token, i) != i:
-                raise ValueError(f"{source}: token {token!r} appears at rows {self._index[token]} and {i}")
+        self._index: dict[str, int] = dict(zip(self._tokens, range(len(self._tokens)), strict=True))
+        if len(self._index) != len(self._tokens):
+            seen: dict[str, int] = {}
+            for i, token in enumerate(self._tokens):
+                if seen.setdefault(token, i) != i:
+                    raise ValueError(f"{source}: token {token!r} appears at rows {seen[token]} and {i}")
         self._matrix = matrix
         self._checksum: str | None = None
 

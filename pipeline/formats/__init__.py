@@ -8,13 +8,13 @@ import importlib.util
 import logging
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
 import numpy as np
 
+from pipeline.atomic import temp_beside
 from pipeline.errors import InputError
 from pipeline.formats.cache import ParseCache, cache_key, default_cache_dir
 from pipeline.formats.npy import parse_npy, write_vocab
@@ -108,17 +108,22 @@ def resolve_path(path: str | Path) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / inner
 
 
-def detect_format(path: Path) -> str:
-    """The format of ``path`` from its extension, then its first bytes."""
+def format_from_name(path: Path) -> str | None:
+    """The format a file name implies (``.npy``, ``.safetensors``, ``.bin``, ``.glove.txt``), or None."""
     name = path.name.lower()
     for suffix in (".gz", ".bz2", ".xz"):
         name = name.removesuffix(suffix)
-    if name.endswith(".npy"):
-        return "npy"
-    if name.endswith(".safetensors"):
-        return "safetensors"
-    if name.endswith(".bin"):
-        return "word2vec_binary"
+    for fmt in ("npy", "safetensors", "word2vec_binary", "glove"):
+        if name.endswith(EXTENSIONS[fmt]):
+            return fmt
+    return None
+
+
+def detect_format(path: Path) -> str:
+    """The format of ``path`` from its name, then its header and first row."""
+    named = format_from_name(path)
+    if named is not None:
+        return named
     header = read_header(path)
     if header is None:
         return "glove"
@@ -242,6 +247,8 @@ def _parse(file: Path, fmt: str, options: LoadOptions, limit: int | None) -> Raw
 
 
 def _drop_duplicates(file: Path, raw: RawRows, policy: str) -> RawRows:
+    if len(set(raw.tokens)) == len(raw.tokens):
+        return raw  # the common case, without a Python loop over every row
     first: dict[str, int] = {}
     dropped: list[int] = []
     for row, token in enumerate(raw.tokens):
@@ -280,7 +287,7 @@ def save_table(
     target.parent.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, Path]] = []
     try:
-        tmp = _temp_beside(target)
+        tmp = temp_beside(target)
         written.append((tmp, target))
         tokens, matrix = table.tokens, table.matrix
         if fmt in TEXT_FORMATS or fmt == "word2vec_binary":
@@ -302,7 +309,7 @@ def save_table(
             else:
                 write_safetensors(tmp, matrix, tensor)
             vocab = target.with_suffix(".vocab.txt")
-            vocab_tmp = _temp_beside(vocab)
+            vocab_tmp = temp_beside(vocab)
             written.append((vocab_tmp, vocab))
             write_vocab(vocab_tmp, tokens)
         for tmp_path, final in written:
@@ -313,23 +320,8 @@ def save_table(
 
 
 def detect_format_from_name(path: Path) -> str:
-    """The format a file name asks for (for writing); text defaults to word2vec_text."""
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".npy"):
-        return "npy"
-    if name.endswith(".safetensors"):
-        return "safetensors"
-    if name.endswith(".bin"):
-        return "word2vec_binary"
-    if name.endswith(".glove.txt"):
-        return "glove"
-    return "word2vec_text"
-
-
-def _temp_beside(path: Path) -> Path:
-    """A fresh hidden name beside ``path``; not created here, so the file gets the usual permissions
-    (``mkstemp`` would leave it, and the renamed export, readable by its owner only)."""
-    return path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    """The format a file name asks for when writing; other text names get word2vec_text."""
+    return format_from_name(path) or "word2vec_text"
 
 
 __all__ = ["FORMATS", "EXTENSIONS", "LoadOptions", "load_table", "save_table", "detect_format",

@@ -6,12 +6,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import replacing
 from pipeline.formats.npy import read_vocab, write_vocab
 from pipeline.formats.raw import RawRows
 
@@ -75,14 +75,8 @@ class ParseCache:
             log.warning("could not update the cache entry %s in %s: %s", key, self.directory, err)
 
     def _write_atomic(self, name: str, write: Callable[[Path], object]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        tmp_path = Path(tmp)
-        try:
-            write(tmp_path)
-            os.replace(tmp_path, self.directory / name)
-        finally:
-            tmp_path.unlink(missing_ok=True)
+        with replacing(self.directory / name) as tmp:
+            write(tmp)
 
 
 def _save_npy(path: Path, matrix: np.ndarray) -> None:

@@ -102,15 +102,20 @@ def check_writable_tokens(tokens: Sequence[str], path: Path) -> None:
 _FINITE_BLOCK_ROWS = 65536
 
 
-def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.floating]) -> None:
-    """Refuse a NaN or Inf value, a block of rows at a time (a memory map is never read whole).
+def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.floating],
+                 first_line: int | None = None) -> None:
+    """Refuse a NaN or Inf value, a block of rows at a time (no matrix-sized temporary; a memory map
+    is never read whole).
 
     Raises:
-        InputError: names the first such row and its token.
+        InputError: names the first such row (its line, when ``first_line`` is given) and its token.
     """
     for start in range(0, matrix.shape[0], _FINITE_BLOCK_ROWS):
         bad = ~np.isfinite(matrix[start : start + _FINITE_BLOCK_ROWS]).all(axis=1)
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
+            if first_line is not None:
+                raise InputError(path, f"row of {tokens[row]!r} has a NaN or Inf value", line=first_line + row,
+                                 hint="remove or fix the row")
             raise InputError(path, f"row {row} ({tokens[row]!r}) has a NaN or Inf value",
                              hint="remove or fix the row")

@@ -13,9 +13,9 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from pipeline.errors import InputError
-from pipeline.formats.raw import RawRows, decode_token, open_binary
+from pipeline.formats.raw import RawRows, check_finite, decode_token, open_binary
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 4 << 20  # each block is alive in a few copies while parsed: keep it small
 WRITE_ROWS = 8192
 _ROW_IN_ERROR = re.compile(r"at row (\d+), column (\d+)")
 
@@ -144,11 +144,7 @@ def parse_text(
     if len(tokens) < wanted:
         raise InputError(path, f"header says {rows} rows, file has {len(tokens)}", line=1,
                          hint="fix the header's row count, or the file was cut short")
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(path, f"row of {tokens[row]!r} has a NaN or Inf value", line=first_line + row,
-                         hint="remove or fix the row")
+    check_finite(path, tokens, matrix, first_line)
     return RawRows(tokens, matrix, first_line=first_line, replaced=replaced)
 
 

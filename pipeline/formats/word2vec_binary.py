@@ -11,7 +11,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from pipeline.errors import InputError
-from pipeline.formats.raw import RawRows, decode_token, open_binary
+from pipeline.formats.raw import RawRows, check_finite, decode_token, open_binary
 
 BLOCK_BYTES = 16 << 20
 MAX_TOKEN_BYTES = 1 << 16
@@ -61,11 +61,7 @@ def parse_binary(path: Path, *, limit: int | None, unicode_errors: str, progress
             if wanted == rows and not reader.at_end():
                 raise InputError(path, f"more data after the header's {rows} rows, at byte {reader.consumed}",
                                  hint="fix the header's row count, or its dimension")
-    bad = ~np.isfinite(matrix).all(axis=1)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(path, f"row {row} ({tokens[row]!r}) has a NaN or Inf value",
-                         hint="remove or fix the row")
+    check_finite(path, tokens, matrix)
     return RawRows(tokens, matrix, first_line=None, replaced=replaced)
 
 
