@@ -1,10 +1,10 @@
 # make demo: a virtualenv, the project with its demo extra, and `python -m tasks.adapt` on the demo default.
-# make test: a virtualenv, the project with its test extra, ruff, and the tests.
+# make test: a virtualenv, the project with its test extra, ruff, mypy, and the tests.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench-load ui clean
+.PHONY: demo test bench-load ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
-
-typecheck: $(VENV)/.installed
 	$(BIN)/mypy pipeline tasks
+	$(BIN)/python -m pytest -q
 
 bench-load: $(VENV)/.installed
 	$(BIN)/python -m pip install -q 'gensim>=4.3,<5'

@@ -71,7 +71,7 @@ def fingerprint_files(files: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         with open_binary(path) as f:
-            for block in iter(lambda f=f: f.read(1 << 20), b""):
+            while block := f.read(1 << 20):
                 digest.update(block)
         digest.update(b"\0\n")
     return digest.hexdigest()

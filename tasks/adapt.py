@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -32,8 +32,7 @@ def run(cfg: DictConfig, out_dir: Path, hydra_dir: Path | None = None) -> AdaptR
     tracking = options.tracking
     if tracking.enabled:
         check_reachable(tracking.uri, tracking.connect_timeout)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     tags = {"task": "adapt", "package_version": __version__}
     commit = git_commit(REPO_ROOT)
     if commit:

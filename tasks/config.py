@@ -8,6 +8,7 @@ options (their ``__post_init__``), naming the key and the value.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ def schema_of(options: type, name: str, *, exclude: tuple[str, ...] = (), **extr
         kind = hints[f.name]
         if typing.get_origin(kind) is tuple:
             kind = list[typing.get_args(kind)[0]]  # type: ignore[misc]
-            specs.append((f.name, kind, field(default_factory=lambda d=f.default: list(d))))
+            specs.append((f.name, kind, field(default_factory=functools.partial(list, f.default))))
         else:
             specs.append((f.name, kind, field(default=f.default)))
     return dataclasses.make_dataclass(name, specs)
@@ -175,11 +176,12 @@ def check_keys(node: DictConfig, path: str = "") -> None:
     kind = OmegaConf.get_type(node)
     declared = {f.name for f in dataclasses.fields(kind)} if dataclasses.is_dataclass(kind) else None
     for key in node:
-        name = f"{path}{key}"
-        if declared is not None and key not in declared:
-            raise ValueError(f"unknown key {name}={node._get_node(key)._value()!r}; "  # noqa: SLF001
-                             f"{path.rstrip('.') or 'the config'} takes {', '.join(sorted(declared))}")
+        name = f"{path}{key!s}"
         child = node._get_node(key)  # noqa: SLF001 - read the node without resolving interpolations
+        if declared is not None and key not in declared:
+            value = child._value() if child is not None else None  # noqa: SLF001
+            raise ValueError(f"unknown key {name}={value!r}; "
+                             f"{path.rstrip('.') or 'the config'} takes {', '.join(sorted(declared))}")
         if isinstance(child, DictConfig):
             check_keys(child, f"{name}.")
 
@@ -203,6 +205,7 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
     check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, AdaptConfig)
+    embedding: Any = obj.embedding  # a schema made at run time: mypy cannot see its fields
     if obj.device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {obj.device!r}")
     if obj.evaluate.neighbours < 1 or obj.evaluate.show < 0:
@@ -214,8 +217,8 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
         raise ValueError(f"tracking.connect_timeout must be positive, got {obj.tracking.connect_timeout}")
     check_formats(obj.export.formats)
     return AdaptOptions(
-        embedding_path=obj.embedding.path,
-        load=dataclasses.replace(_options(LoadOptions, obj.embedding), progress=obj.progress),
+        embedding_path=embedding.path,
+        load=dataclasses.replace(_options(LoadOptions, embedding), progress=obj.progress),
         corpus=obj.corpus,
         tokenizer=_options(TokenizerOptions, obj.corpus.tokenizer),
         vocab=_options(VocabOptions, obj.vocab),

@@ -153,7 +153,7 @@ class MlflowTracker(NullTracker):
         from mlflow import MlflowClient
 
         self.uri = uri
-        self.run_id = run_id
+        self.run_id = self._id = run_id
         self.client = MlflowClient(tracking_uri=uri)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -163,7 +163,7 @@ class MlflowTracker(NullTracker):
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         for start in range(0, len(items), 1000):
-            self.client.log_batch(self.run_id, metrics=items[start : start + 1000])
+            self.client.log_batch(self._id, metrics=items[start : start + 1000])
 
     def log_params(self, params: Mapping[str, str]) -> None:
         """Log params in batches within MLflow's count, key and value limits."""
@@ -172,20 +172,20 @@ class MlflowTracker(NullTracker):
 
         items = [Param(k[:MAX_ENTITY_KEY_LENGTH], v[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
         for start in range(0, len(items), _PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=items[start : start + _PARAMS_PER_BATCH])
+            self.client.log_batch(self._id, params=items[start : start + _PARAMS_PER_BATCH])
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Upload one file."""
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self.client.log_artifact(self._id, str(path), artifact_path)
 
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         """Upload a folder's files."""
-        self.client.log_artifacts(self.run_id, str(directory), artifact_path)
+        self.client.log_artifacts(self._id, str(directory), artifact_path)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set run tags."""
         for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+            self.client.set_tag(self._id, key, value)
 
 
 def _log_hydra_dir(tracker: MlflowTracker, hydra_dir: Path, secrets: list[str]) -> None:
@@ -256,9 +256,9 @@ def tracking_run(
             except Exception as log_err:  # noqa: BLE001 - the original error matters more
                 log.warning("could not log the error to MLflow: %s", log_err)
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        client.set_terminated(tracker.run_id, status=status)
+        client.set_terminated(run.info.run_id, status=status)
         raise
     else:
-        client.set_terminated(tracker.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+        client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
 
 
