@@ -14,18 +14,19 @@ import tensorflow as tf
 
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
-from pipeline.corpus import Corpus, files_corpus, python_docs_corpus
+from pipeline.corpus import Corpus, files_corpus, python_docs_corpus, reading, store_as_tfds, tfds_corpus
 from pipeline.counts import count_tokens
 from pipeline.device import select_device
 from pipeline.errors import InputError
 from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
+from pipeline.formats.cache import default_cache_dir
 from pipeline.induce import InducedVectors, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
 from pipeline.tokenize import Tokenizer
 from pipeline.vocab import DomainVocab, select_new_tokens
-from tasks.config import AdaptOptions, FilesCorpusConfig
+from tasks.config import AdaptOptions, FilesCorpusConfig, TfdsCorpusConfig
 from tasks.tracking import NullTracker
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,17 @@ class AdaptResult:
 
 
 def open_corpus(options: AdaptOptions) -> Corpus:
-    """The configured corpus source."""
-    if isinstance(options.corpus, FilesCorpusConfig):
-        return files_corpus(options.corpus.paths)
-    return python_docs_corpus(options.corpus.packages, options.corpus.cache_dir)
+    """The configured corpus source (local files stored once as TFDS record shards with ``corpus.store``)."""
+    spec = options.corpus
+    if isinstance(spec, FilesCorpusConfig):
+        corpus = files_corpus(spec.paths, unit=spec.unit, field=spec.field)
+        if spec.store:
+            corpus = store_as_tfds(corpus, Path(spec.cache_dir or default_cache_dir()) / "tfds")
+        return corpus
+    if isinstance(spec, TfdsCorpusConfig):
+        return tfds_corpus(spec.name, split=spec.split, field=spec.field, data_dir=spec.data_dir,
+                           download=spec.download)
+    return python_docs_corpus(spec.packages, spec.cache_dir)
 
 
 def config_sha256(config: dict[str, Any]) -> str:
@@ -89,9 +97,10 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     corpus = open_corpus(options)
     tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     tokenizer = Tokenizer(options.tokenizer)
-    counts = count_tokens(corpus, tokenizer, progress=options.progress)
+    with reading(corpus):
+        counts = count_tokens(corpus, tokenizer, progress=options.progress)
     if counts.total == 0:
-        raise InputError(", ".join(map(str, corpus.files[:3])), "the corpus has no tokens",
+        raise InputError(", ".join(corpus.sources[:3]), "the corpus has no tokens",
                          hint="check corpus.paths and corpus.tokenizer")
     vocab = select_new_tokens(counts, base, options.vocab)
     record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
@@ -99,7 +108,8 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
             "vocab/candidates": vocab.candidates, "vocab/frozen_rows": vocab.frozen_rows,
             "vocab/coverage_before": vocab.coverage_before})
 
-    induced = induce_vectors(corpus, tokenizer, base, vocab, options.induce, progress=options.progress)
+    with reading(corpus):
+        induced = induce_vectors(corpus, tokenizer, base, vocab, options.induce, progress=options.progress)
     record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced)})
     write_vocab_report(out_dir / "vocab.tsv", vocab, induced)
     tracker.log_artifact(out_dir / "vocab.tsv")
@@ -121,7 +131,7 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     exports = export_table(adapted, out_dir / "export", options.export_formats)
     manifest = build_manifest(adapted=adapted, base_path=options.embedding_path, base_checksum=base.checksum,
                               corpus_fingerprint=corpus.fingerprint, config_hash=config_hash,
-                              extra={"corpus": {"source": corpus.name, "files": [str(p) for p in corpus.files]},
+                              extra={"corpus": {"source": corpus.name, "sources": list(corpus.sources)},
                                      "device": device})
     write_manifest(out_dir / "manifest.json", manifest)
     metrics["adapt/seconds"] = time.perf_counter() - started

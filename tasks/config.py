@@ -66,10 +66,25 @@ class CorpusConfig:
 
 @dataclass
 class FilesCorpusConfig(CorpusConfig):
-    """``corpus=files``: local text files and globs, plain or gzip, one document per line."""
+    """``corpus=files``: local files and globs (plain, gzip, bz2, xz), a document per line or file, JSON Lines."""
 
     source: str = "files"
     paths: list[str] = field(default_factory=list)
+    unit: str = "line"
+    field: str | None = None
+    store: bool = False
+
+
+@dataclass
+class TfdsCorpusConfig(CorpusConfig):
+    """``corpus=tfds``: a TensorFlow Datasets dataset's text field."""
+
+    source: str = "tfds"
+    name: str = MISSING
+    split: str = "train"
+    field: str = "text"
+    data_dir: str | None = None
+    download: bool = False
 
 
 @dataclass
@@ -137,6 +152,7 @@ def register() -> None:
     store.store(name="adapt_schema", node=AdaptConfig)
     store.store(group="corpus", name="files_schema", node=FilesCorpusConfig)
     store.store(group="corpus", name="python_docs_schema", node=PythonDocsCorpusConfig)
+    store.store(group="corpus", name="tfds_schema", node=TfdsCorpusConfig)
 
 
 register()
@@ -148,7 +164,7 @@ class AdaptOptions:
 
     embedding_path: str
     load: LoadOptions
-    corpus: FilesCorpusConfig | PythonDocsCorpusConfig
+    corpus: FilesCorpusConfig | PythonDocsCorpusConfig | TfdsCorpusConfig
     tokenizer: TokenizerOptions
     vocab: VocabOptions
     induce: InduceOptions

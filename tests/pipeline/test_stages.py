@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ from planted import CLUSTERS, NEW, planted_table, write_planted
 
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.cooccurrence import _pairs, context_counts
-from pipeline.corpus import files_corpus, fingerprint_files, python_docs_corpus
+from pipeline.corpus import files_corpus
 from pipeline.counts import count_tokens
 from pipeline.errors import InputError
 from pipeline.export import build_manifest, export_table
@@ -35,62 +33,6 @@ def test_tokenizer_options_cased_and_length() -> None:
     assert tokens == ["The", "cat"]
     with pytest.raises(ValueError, match="corpus.tokenizer.min_length must be at least 1, got 0"):
         TokenizerOptions(min_length=0)
-
-
-def test_files_corpus_reads_plain_and_gzip_and_fingerprints_content(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text("alpha beta\nbeta gamma\n")
-    with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
-        f.write("gamma delta\n")
-    corpus = files_corpus([str(tmp_path / "*.txt*")])
-    counts = count_tokens(corpus, Tokenizer(), progress=False)
-    assert counts.counts == {"alpha": 1, "beta": 2, "gamma": 2, "delta": 1}
-    assert counts.total == 6 and counts.documents == 3
-    # the fingerprint follows content, not names or times
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    (copy / "x.txt").write_text("alpha beta\nbeta gamma\n")
-    (copy / "y.txt").write_text("gamma delta\n")
-    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) == corpus.fingerprint
-    os.utime(copy / "x.txt", (1, 1))
-    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) == corpus.fingerprint
-    (copy / "y.txt").write_text("gamma delta!\n")
-    assert fingerprint_files([copy / "x.txt", copy / "y.txt"]) != corpus.fingerprint
-
-
-def test_files_corpus_bad_paths(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"nothing-\*\.txt: glob matches no file"):
-        files_corpus([str(tmp_path / "nothing-*.txt")])
-    with pytest.raises(InputError, match=r"missing\.txt: corpus file not found"):
-        files_corpus([str(tmp_path / "missing.txt")])
-    with pytest.raises(InputError, match="corpus.paths: no files given"):
-        files_corpus([])
-
-
-def test_undecodable_corpus_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
-    (tmp_path / "bad.txt").write_bytes(b"good \xff\xfe words\n")
-    counts = count_tokens(files_corpus([str(tmp_path / "bad.txt")]), Tokenizer(), progress=False)
-    assert counts.counts == {"good": 1, "words": 1}
-
-
-def test_python_docs_corpus_is_deterministic_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    package = tmp_path / "src" / "toypkg"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text('"""Toy package docs."""\n')
-    (package / "mod.py").write_text('"""Module doc."""\ndef f():\n    """Function   doc\n    on two lines."""\n')
-    (package / "tests").mkdir()
-    (package / "tests" / "test_x.py").write_text('"""Skipped test doc."""\n')
-    monkeypatch.syspath_prepend(str(tmp_path / "src"))
-    first = python_docs_corpus(["toypkg", "not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
-    text = first.files[0].read_text()
-    assert text.splitlines() == ["Toy package docs.", "Module doc.", "Function doc on two lines."]
-    mtime = first.files[0].stat().st_mtime_ns
-    second = python_docs_corpus(["toypkg"], cache_dir=str(tmp_path / "cache"))
-    assert second.fingerprint != first.fingerprint or second.files == first.files
-    again = python_docs_corpus(["toypkg", "not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
-    assert again.files == first.files and again.files[0].stat().st_mtime_ns == mtime
-    assert again.fingerprint == first.fingerprint
-    with pytest.raises(InputError, match="corpus.packages: none of"):
-        python_docs_corpus(["not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
 
 
 def test_select_new_tokens_counts_coverage_and_cap() -> None:

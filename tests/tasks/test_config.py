@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from tasks.config import AdaptOptions, FilesCorpusConfig, PythonDocsCorpusConfig, to_options
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "files"): ["corpus.paths=[a.txt]"]}
+REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "files"): ["corpus.paths=[a.txt]"],
+            ("corpus", "tfds"): ["corpus.name=ag_news_subset"]}
 OPTIONS = sorted(
     (group.name, option.stem)
     for group in CONFIGS.iterdir()

@@ -1,0 +1,156 @@
+"""Corpus sources: local files in every layout, TFDS datasets, local files stored as TFDS, python_docs."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.corpus import (
+    Corpus,
+    files_corpus,
+    fingerprint_files,
+    python_docs_corpus,
+    reading,
+    store_as_tfds,
+    tfds_corpus,
+)
+from pipeline.counts import count_tokens
+from pipeline.errors import InputError
+from pipeline.tokenize import Tokenizer
+
+
+def counts_of(corpus: Corpus) -> dict[str, int]:
+    with reading(corpus):
+        return count_tokens(corpus, Tokenizer(), progress=False).counts
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    (tmp_path / "a.txt").write_text("alpha beta\nbeta gamma\n")
+    with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
+        f.write("gamma delta\n")
+    with bz2.open(tmp_path / "c.txt.bz2", "wt") as f:
+        f.write("delta epsilon\nzeta\n")
+    with lzma.open(tmp_path / "d.txt.xz", "wt") as f:
+        f.write("eta\n")
+    return tmp_path
+
+
+def test_plain_gzip_bz2_xz_lines_and_files(mixed: Path) -> None:
+    expected = {"alpha": 1, "beta": 2, "gamma": 2, "delta": 2, "epsilon": 1, "zeta": 1, "eta": 1}
+    by_line = files_corpus([str(mixed / "*")])
+    with reading(by_line):
+        counted = count_tokens(by_line, Tokenizer(), progress=False)
+    assert counted.counts == expected and counted.documents == 6
+    by_file = files_corpus([str(mixed / "*")], unit="file")
+    with reading(by_file):
+        counted = count_tokens(by_file, Tokenizer(), progress=False)
+    assert counted.counts == expected and counted.documents == 4
+    assert by_file.fingerprint != by_line.fingerprint  # the same bytes cut into other documents
+
+
+def test_fingerprint_follows_content_not_names_or_times(tmp_path: Path) -> None:
+    (tmp_path / "x.txt").write_text("alpha beta\n")
+    (tmp_path / "y.txt").write_text("gamma\n")
+    first = fingerprint_files([tmp_path / "x.txt", tmp_path / "y.txt"])
+    (tmp_path / "x.txt").rename(tmp_path / "renamed.txt")
+    os.utime(tmp_path / "renamed.txt", (1, 1))
+    assert fingerprint_files([tmp_path / "renamed.txt", tmp_path / "y.txt"]) == first
+    with gzip.open(tmp_path / "y.txt.gz", "wt") as f:
+        f.write("gamma\n")
+    assert fingerprint_files([tmp_path / "renamed.txt", tmp_path / "y.txt.gz"]) == first  # decompressed content
+    (tmp_path / "y.txt").write_text("gamma!\n")
+    assert fingerprint_files([tmp_path / "renamed.txt", tmp_path / "y.txt"]) != first
+
+
+def test_json_lines_field(tmp_path: Path) -> None:
+    rows = [{"text": "json one", "id": 1}, {"text": "json two"}, {"text": None}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    assert counts_of(files_corpus([str(tmp_path / "a.jsonl")], field="text")) == {"json": 2, "one": 1, "two": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "ok"}\n{oops\n', r"bad.jsonl:2: not a JSON object"),
+        ('{"text": "ok"}\n{"body": "x"}\n', r"bad.jsonl:2: no field 'text'"),
+        ('{"text": 3}\n', r"bad.jsonl:1: field 'text' holds int, not text"),
+    ],
+)
+def test_bad_json_lines_name_file_and_line(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "bad.jsonl").write_text(content)
+    with pytest.raises(InputError, match=message):
+        counts_of(files_corpus([str(tmp_path / "bad.jsonl")], field="text"))
+
+
+def test_bad_paths_and_options(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"nothing-\*\.txt: glob matches no file"):
+        files_corpus([str(tmp_path / "nothing-*.txt")])
+    with pytest.raises(InputError, match=r"missing\.txt: corpus file not found"):
+        files_corpus([str(tmp_path / "missing.txt")])
+    with pytest.raises(InputError, match="corpus.paths: no files given"):
+        files_corpus([])
+    (tmp_path / "a.txt").write_text("x\n")
+    with pytest.raises(InputError, match="corpus.unit: must be line or file, got 'page'"):
+        files_corpus([str(tmp_path / "a.txt")], unit="page")
+
+
+def test_undecodable_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_bytes(b"good \xff\xfe words\n")
+    assert counts_of(files_corpus([str(tmp_path / "bad.txt")])) == {"good": 1, "words": 1}
+
+
+def test_store_as_tfds_once_then_reuse(mixed: Path, tmp_path: Path) -> None:
+    corpus = files_corpus([str(mixed / "*.txt*")])
+    stored = store_as_tfds(corpus, tmp_path / "tfds")
+    assert stored.fingerprint == corpus.fingerprint
+    assert counts_of(stored) == counts_of(corpus)
+    shards = sorted((tmp_path / "tfds").rglob("*.tfrecord*"))
+    assert shards
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    again = store_as_tfds(files_corpus([str(mixed / "*.txt*")]), tmp_path / "tfds")
+    assert counts_of(again) == counts_of(corpus)
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes  # read, not rewritten
+
+
+def test_tfds_source_reads_a_prepared_dataset_and_names_bad_input(mixed: Path, tmp_path: Path) -> None:
+    stored = store_as_tfds(files_corpus([str(mixed / "a.txt")]), tmp_path / "tfds")
+    name = f"embadapt_local_corpus/c{stored.fingerprint[:16]}"
+    corpus = tfds_corpus(name, split="train", field="text", data_dir=str(tmp_path / "tfds"))
+    assert counts_of(corpus) == {"alpha": 1, "beta": 2, "gamma": 1}
+    assert corpus.sources == (f"tfds:{name}:train",)
+    with pytest.raises(InputError, match="no split 'test'.*one of train"):
+        tfds_corpus(name, split="test", data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(InputError, match="no field 'body'.*one of text"):
+        tfds_corpus(name, field="body", data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(InputError, match=r"tfds:ag_news_subsett: no such TFDS dataset \(did you mean ag_news_subset"):
+        tfds_corpus("ag_news_subsett", data_dir=str(tmp_path / "tfds"))
+    with pytest.raises(InputError, match=r"tfds:ag_news_subset: not prepared in .*corpus.download=true"):
+        tfds_corpus("ag_news_subset", data_dir=str(tmp_path / "empty"))
+
+
+def test_python_docs_is_deterministic_and_prepared_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "src" / "toypkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('"""Toy package docs."""\n')
+    (package / "mod.py").write_text('"""Module doc."""\ndef f():\n    """Function   doc\n    on two lines."""\n'
+                                    'def g():\n    """Module doc."""\n')
+    (package / "tests").mkdir()
+    (package / "tests" / "test_x.py").write_text('"""Skipped test doc."""\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    first = python_docs_corpus(["toypkg", "not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
+    docs = [d.decode() for d in first.documents().as_numpy_iterator()]
+    assert docs == ["Toy package docs.", "Module doc.", "Function doc on two lines."]  # ordered, deduplicated
+    shards = sorted((tmp_path / "cache" / "tfds").rglob("*.tfrecord*"))
+    mtimes = [p.stat().st_mtime_ns for p in shards]
+    again = python_docs_corpus(["toypkg"], cache_dir=str(tmp_path / "cache"))
+    assert again.fingerprint == first.fingerprint
+    assert [p.stat().st_mtime_ns for p in shards] == mtimes
+    with pytest.raises(InputError, match="corpus.packages: none of"):
+        python_docs_corpus(["not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
