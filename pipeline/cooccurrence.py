@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,34 @@ def _lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
 
 
+@dataclass(frozen=True)
+class ContextCounts:
+    """Context counts of target tokens: row ``i`` of ``matrix`` counts the table rows around ``targets[i]``.
+
+    Attributes:
+        targets: the target tokens, in row order.
+        matrix: ``(len(targets), len(table))`` float32 CSR counts.
+        window: context tokens on each side.
+    """
+
+    targets: tuple[str, ...]
+    matrix: sp.csr_matrix
+    window: int
+
+    def mean_vectors(self, table: EmbeddingTable, tokens: Sequence[str]) -> tuple[
+            npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """The mean table vector around each of ``tokens`` (zeros where none) and the context totals.
+
+        One sparse product (tokens x table counts, times the table): no loop per occurrence.
+        """
+        index = {t: i for i, t in enumerate(self.targets)}
+        rows = self.matrix[[index[t] for t in tokens]]
+        totals = np.asarray(rows.sum(axis=1), dtype=np.float64).ravel()
+        sums = np.asarray(rows @ table.matrix, dtype=np.float64)
+        means = np.divide(sums, totals[:, None], out=np.zeros_like(sums), where=totals[:, None] > 0)
+        return means.astype(np.float32), totals
+
+
 def context_counts(
     corpus: Corpus,
     tokenizer: Tokenizer,
@@ -30,14 +59,14 @@ def context_counts(
     *,
     window: int,
     progress: bool = True,
-) -> sp.csr_matrix:
+) -> ContextCounts:
     """Count, for each target token, the table tokens within ``window`` positions of it.
 
     Positions count every corpus token (in the table or not); a context is counted when it is a
     table row. The pass is vectorised per batch of documents: no Python loop per occurrence.
 
     Returns:
-        ``(len(targets), len(table))`` float32 CSR matrix of counts.
+        The counts, a ``(len(targets), len(table))`` sparse matrix.
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
@@ -59,7 +88,7 @@ def context_counts(
             if len(rows):
                 data = np.ones(len(rows), dtype=np.float32)
                 total = total + sp.csr_matrix((data, (rows, cols)), shape=shape)
-    return total
+    return ContextCounts(tuple(targets), total, window)
 
 
 def _pairs(

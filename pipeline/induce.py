@@ -13,8 +13,7 @@ from pipeline.table import EmbeddingTable
 from pipeline.vocab import DomainVocab
 
 if TYPE_CHECKING:
-    from pipeline.corpus import Corpus
-    from pipeline.tokenize import Tokenizer
+    from pipeline.cooccurrence import ContextCounts
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +58,29 @@ class InducedVectors:
     unplaced: tuple[str, ...]
 
 
-def induce_vectors(
-    corpus: Corpus,
-    tokenizer: Tokenizer,
-    table: EmbeddingTable,
-    vocab: DomainVocab,
-    options: InduceOptions,
-    *,
-    progress: bool = True,
-) -> InducedVectors:
+def induce_vectors(contexts: ContextCounts, table: EmbeddingTable, vocab: DomainVocab,
+                   options: InduceOptions) -> InducedVectors:
     """Give each new token of ``vocab`` the mean pretrained vector of its in-table contexts.
 
-    The context sums are one sparse product: (new tokens x table) counts times the table.
+    Args:
+        contexts: context counts from the corpus pass; their targets include the new tokens.
+        table: the pretrained table.
+        vocab: the chosen domain tokens.
+        options: the method.
     """
-    from pipeline.cooccurrence import context_counts  # TensorFlow: not needed to validate InduceOptions
-
     targets = vocab.new_tokens
     if not targets:
         return InducedVectors((), np.zeros((0, table.dim), np.float32), (), (), ())
-    counts = context_counts(corpus, tokenizer, table, targets, window=options.window, progress=progress)
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    sums = np.asarray(counts @ table.matrix, dtype=np.float64)
+    means, totals = contexts.mean_vectors(table, targets)
     placed = totals > 0
     unplaced = tuple(t for t, ok in zip(targets, placed, strict=True) if not ok)
     if unplaced:
         log.warning("%d new tokens have no context in the table and get no vector (e.g. %s)",
                     len(unplaced), ", ".join(unplaced[:5]))
-    vectors = (sums[placed] / totals[placed, None]).astype(np.float32)
     tokens = tuple(t for t, ok in zip(targets, placed, strict=True) if ok)
     return InducedVectors(
         tokens=tokens,
-        vectors=vectors,
+        vectors=means[placed],
         methods=(options.method,) * len(tokens),
         contexts=tuple(int(n) for n in totals[placed]),
         unplaced=unplaced,

@@ -1,10 +1,11 @@
-"""Choosing the domain tokens: new tokens (frequent in the corpus, missing from the table)."""
+"""The domain vocabulary: new tokens (frequent in the corpus, missing from the table) and shifted ones."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pipeline.shift import ShiftedToken
 from pipeline.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -18,16 +19,36 @@ class VocabOptions:
     Attributes:
         min_count: fewest occurrences for a new token.
         max_new: most new tokens, the most frequent first (0: no cap).
+        shift_top: most shifted tokens (table tokens the domain uses differently; 0: none).
+        shift_threshold: the least shift score for a shifted token (the sum of two z-scores among the
+            candidates: 2.0 keeps clear outliers only); None: the ``shift_top`` best, whatever their score.
+        shift_min_count: fewest occurrences for a table token to be judged.
+        shift_skip_common: the most common tokens in general language (by the general frequencies)
+            are never shifted: function words occur among everything, so their context means say
+            nothing about a shift of sense.
+        general_frequencies: a ``token count`` list of general-language frequencies; None: estimate
+            them from the table's row order.
     """
 
     min_count: int = 5
     max_new: int = 10000
+    shift_top: int = 50
+    shift_threshold: float | None = 2.0
+    shift_min_count: int = 20
+    shift_skip_common: int = 300
+    general_frequencies: str | None = None
 
     def __post_init__(self) -> None:
         if self.min_count < 1:
             raise ValueError(f"vocab.min_count must be at least 1, got {self.min_count}")
         if self.max_new < 0:
             raise ValueError(f"vocab.max_new must be >= 0 (0: no cap), got {self.max_new}")
+        if self.shift_top < 0:
+            raise ValueError(f"vocab.shift_top must be >= 0 (0: no shifted tokens), got {self.shift_top}")
+        if self.shift_skip_common < 0:
+            raise ValueError(f"vocab.shift_skip_common must be >= 0, got {self.shift_skip_common}")
+        if self.shift_min_count < 2:
+            raise ValueError(f"vocab.shift_min_count must be at least 2, got {self.shift_min_count}")
 
 
 @dataclass(frozen=True)
@@ -37,8 +58,8 @@ class DomainVocab:
     Attributes:
         new_tokens: tokens to append, most frequent first.
         new_counts: their corpus counts.
-        shifted_tokens: table tokens whose rows will be trained (none yet: the corpus issue adds them).
-        frozen_rows: table rows that must not change.
+        shifted: table tokens whose rows will be fine-tuned, with their scores.
+        table_rows: rows of the base table.
         corpus_tokens: token occurrences in the corpus.
         covered_tokens: occurrences of tokens already in the table.
         candidates: distinct corpus tokens not in the table with at least ``min_count`` occurrences.
@@ -46,11 +67,21 @@ class DomainVocab:
 
     new_tokens: tuple[str, ...]
     new_counts: tuple[int, ...]
-    shifted_tokens: tuple[str, ...]
-    frozen_rows: int
+    shifted: tuple[ShiftedToken, ...]
+    table_rows: int
     corpus_tokens: int
     covered_tokens: int
     candidates: int
+
+    @property
+    def frozen_rows(self) -> int:
+        """Base-table rows that must not change: all but the shifted ones."""
+        return self.table_rows - len(self.shifted)
+
+    @property
+    def shifted_tokens(self) -> tuple[str, ...]:
+        """The shifted tokens, highest score first."""
+        return tuple(s.token for s in self.shifted)
 
     @property
     def coverage_before(self) -> float:
@@ -80,8 +111,8 @@ def select_new_tokens(counts: TokenCounts, table: EmbeddingTable, options: Vocab
     return DomainVocab(
         new_tokens=tuple(t for _, t in chosen),
         new_counts=tuple(-n for n, _ in chosen),
-        shifted_tokens=(),
-        frozen_rows=len(table),
+        shifted=(),
+        table_rows=len(table),
         corpus_tokens=counts.total,
         covered_tokens=covered,
         candidates=len(candidates),

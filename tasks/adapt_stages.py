@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,6 +15,7 @@ import tensorflow as tf
 
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
+from pipeline.cooccurrence import context_counts
 from pipeline.corpus import Corpus, files_corpus, python_docs_corpus, reading, store_as_tfds, tfds_corpus
 from pipeline.counts import count_tokens
 from pipeline.device import select_device
@@ -24,6 +26,7 @@ from pipeline.formats.cache import default_cache_dir
 from pipeline.induce import InducedVectors, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
+from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 from pipeline.tokenize import Tokenizer
 from pipeline.vocab import DomainVocab, select_new_tokens
 from tasks.config import AdaptOptions, FilesCorpusConfig, TfdsCorpusConfig
@@ -103,16 +106,28 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         raise InputError(", ".join(corpus.sources[:3]), "the corpus has no tokens",
                          hint="check corpus.paths and corpus.tokenizer")
     vocab = select_new_tokens(counts, base, options.vocab)
+    general = general_probabilities(base, options.vocab.general_frequencies) if options.vocab.shift_top else None
+    candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
+                                  options.vocab.shift_skip_common) if general is not None else ()
+    with reading(corpus):  # one pass serves the new tokens and the shift candidates
+        contexts = context_counts(corpus, tokenizer, base, vocab.new_tokens + candidates, window=options.induce.window,
+                                  progress=options.progress)
+    if candidates and general is not None:
+        scored = score_shift(candidates, contexts, base, counts, general)
+        vocab = dataclasses.replace(vocab, shifted=select_shifted(scored, options.vocab.shift_top,
+                                                                  options.vocab.shift_threshold))
     record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
             "corpus/distinct_tokens": len(counts.counts), "vocab/new_tokens": len(vocab.new_tokens),
-            "vocab/candidates": vocab.candidates, "vocab/frozen_rows": vocab.frozen_rows,
+            "vocab/candidates": vocab.candidates, "vocab/shift_candidates": len(candidates),
+            "vocab/shifted_tokens": len(vocab.shifted), "vocab/frozen_rows": vocab.frozen_rows,
             "vocab/coverage_before": vocab.coverage_before})
 
-    with reading(corpus):
-        induced = induce_vectors(corpus, tokenizer, base, vocab, options.induce, progress=options.progress)
+    induced = induce_vectors(contexts, base, vocab, options.induce)
     record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced)})
-    write_vocab_report(out_dir / "vocab.tsv", vocab, induced)
+    report = vocab_report(vocab, induced)
+    write_vocab_report(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
+    tracker.log_table(report, "vocab.json")
 
     adapted = append_induced(base, induced)
     integrity = check_integrity(base, adapted)
@@ -131,7 +146,9 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     exports = export_table(adapted, out_dir / "export", options.export_formats)
     manifest = build_manifest(adapted=adapted, base_path=options.embedding_path, base_checksum=base.checksum,
                               corpus_fingerprint=corpus.fingerprint, config_hash=config_hash,
-                              extra={"corpus": {"source": corpus.name, "sources": list(corpus.sources)},
+                              extra={"shifted": [{"token": s.token, "index": base.index_of(s.token),
+                                                  "score": s.score} for s in vocab.shifted],
+                                     "corpus": {"source": corpus.name, "sources": list(corpus.sources)},
                                      "device": device})
     write_manifest(out_dir / "manifest.json", manifest)
     metrics["adapt/seconds"] = time.perf_counter() - started
@@ -143,13 +160,31 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     return AdaptResult(adapted, metrics, manifest, exports, neighbours)
 
 
-def write_vocab_report(path: Path, vocab: DomainVocab, induced: InducedVectors) -> None:
-    """One row per chosen token: count, reason, the method that placed it and its context count."""
+def vocab_report(vocab: DomainVocab, induced: InducedVectors) -> dict[str, list[Any]]:
+    """One row per chosen token: count, reason, shift score and its parts, the placing method, contexts."""
     placed = dict(zip(induced.tokens, zip(induced.methods, induced.contexts, strict=True), strict=True))
-    lines = ["token\tcount\treason\tmethod\tcontexts"]
+    columns: dict[str, list[Any]] = {k: [] for k in ("token", "count", "reason", "score", "distance", "lift",
+                                                      "method", "contexts")}
+
+    def add(**row: Any) -> None:
+        for key, value in row.items():
+            columns[key].append(value)
+
     for token, n in zip(vocab.new_tokens, vocab.new_counts, strict=True):
         method, contexts = placed.get(token, ("unplaced", 0))
-        lines.append(f"{token}\t{n}\tnew\t{method}\t{contexts}")
+        add(token=token, count=n, reason="new", score=None, distance=None, lift=None, method=method,
+            contexts=contexts)
+    for s in vocab.shifted:
+        add(token=s.token, count=s.count, reason="shifted", score=round(s.score, 4), distance=round(s.distance, 4),
+            lift=round(s.lift, 4), method="pretrained", contexts=None)
+    return columns
+
+
+def write_vocab_report(path: Path, report: dict[str, list[Any]]) -> None:
+    """The report as TSV (empty cells for values that do not apply)."""
+    lines = ["\t".join(report)]
+    for row in zip(*report.values(), strict=True):
+        lines.append("\t".join("" if v is None else str(v) for v in row))
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 

@@ -145,6 +145,9 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Record nothing."""
 
+    def log_table(self, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """Record nothing."""
+
 
 class MlflowTracker(NullTracker):
     """One MLflow run, driven through ``MlflowClient`` (no global active-run state)."""
@@ -181,6 +184,10 @@ class MlflowTracker(NullTracker):
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         """Upload a folder's files."""
         self.client.log_artifacts(self._id, str(directory), artifact_path)
+
+    def log_table(self, columns: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """Log columns as an MLflow table (shown in the UI's artifact view and by ``mlflow.load_table``)."""
+        self.client.log_table(self._id, data=dict(columns), artifact_file=artifact_file)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set run tags."""

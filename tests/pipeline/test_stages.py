@@ -42,7 +42,7 @@ def test_select_new_tokens_counts_coverage_and_cap() -> None:
     counts = TokenCounts({"the": 10, "cat": 2, "zyx": 5, "abc": 5, "rare": 1, "top": 9}, total=32, documents=3)
     vocab = select_new_tokens(counts, table, VocabOptions(min_count=5, max_new=2))
     assert vocab.new_tokens == ("top", "abc") and vocab.new_counts == (9, 5)
-    assert vocab.candidates == 3 and vocab.frozen_rows == 2
+    assert vocab.candidates == 3 and vocab.frozen_rows == 2 and vocab.shifted == ()
     assert vocab.coverage_before == pytest.approx(12 / 32)
     assert vocab.coverage_with(frozenset(vocab.new_tokens), counts) == pytest.approx(26 / 32)
     with pytest.raises(ValueError, match="vocab.min_count must be at least 1, got 0"):
@@ -72,7 +72,8 @@ def test_induction_places_new_tokens_near_their_cluster(planted) -> None:  # noq
     counts = count_tokens(corpus, tokenizer, progress=False)
     vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
     assert set(vocab.new_tokens) == set(NEW)
-    induced = induce_vectors(corpus, tokenizer, table, vocab, InduceOptions(window=3), progress=False)
+    contexts = context_counts(corpus, tokenizer, table, vocab.new_tokens, window=3, progress=False)
+    induced = induce_vectors(contexts, table, vocab, InduceOptions(window=3))
     assert set(induced.tokens) == set(NEW) and all(n > 0 for n in induced.contexts)
     adapted = append_induced(table, induced)
     near = nearest(adapted.table, list(NEW), k=5)
@@ -93,7 +94,7 @@ def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
                 for j in range(max(0, i - 2), min(len(words), i + 3)):
                     if j != i and words[j] in table:
                         expected[table.index_of(words[j])] += 1
-    np.testing.assert_array_equal(counts.toarray()[0], expected)
+    np.testing.assert_array_equal(counts.matrix.toarray()[0], expected)
 
 
 def test_new_token_with_no_context_in_table_is_left_unplaced(tmp_path: Path) -> None:
@@ -102,7 +103,8 @@ def test_new_token_with_no_context_in_table_is_left_unplaced(tmp_path: Path) -> 
     corpus = files_corpus([str(tmp_path / "c.txt")])
     counts = count_tokens(corpus, Tokenizer(), progress=False)
     vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
-    induced = induce_vectors(corpus, Tokenizer(), table, vocab, InduceOptions(), progress=False)
+    contexts = context_counts(corpus, Tokenizer(), table, vocab.new_tokens, window=5, progress=False)
+    induced = induce_vectors(contexts, table, vocab, InduceOptions())
     assert induced.tokens == () and induced.unplaced == ("lonely",)
 
 
@@ -177,3 +179,46 @@ def test_export_writes_every_format_or_nothing(tmp_path: Path, monkeypatch: pyte
 def test_demo_table_without_the_demo_extra_says_how_to_install() -> None:
     with pytest.raises(InputError, match=r"package 'no_such_demo_pkg' is not installed \(install the demo extra"):
         load_table("pkg://no_such_demo_pkg/model/model.safetensors")
+
+
+def test_shift_score_finds_the_token_used_in_another_cluster(tmp_path: Path) -> None:
+    from planted import CLUSTERS
+
+    from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
+
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(600):
+        cluster = "abc"[i % 3]
+        words = list(rng.choice(CLUSTERS[cluster], size=8))
+        if cluster == "b" and i % 2:
+            words.insert(3, "cello")  # a music word used among hardware words: shifted
+        lines.append(" ".join(w for w in words if w != "cello" or cluster == "b"))
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    table = planted_table()
+    corpus = files_corpus([str(tmp_path / "c.txt")])
+    counts = count_tokens(corpus, Tokenizer(), progress=False)
+    candidates = shift_candidates(counts, table, min_count=20)
+    assert "cello" in candidates and "the" not in candidates
+    general = general_probabilities(table, None)
+    assert "apple" not in shift_candidates(counts, table, 20, general, skip_common=1)  # row 0: most common
+    contexts = context_counts(corpus, Tokenizer(), table, candidates, window=3, progress=False)
+    scored = score_shift(candidates, contexts, table, counts, general_probabilities(table, None))
+    assert scored[0].token == "cello" and scored[0].distance > 1.0
+    assert [s.token for s in select_shifted(scored, top=5, threshold=2.0)] == ["cello"]
+    assert len(select_shifted(scored, top=3, threshold=None)) == 3
+
+
+def test_general_frequencies_from_a_list(tmp_path: Path) -> None:
+    from pipeline.shift import general_probabilities
+
+    table = EmbeddingTable(["a", "b", "c"], np.zeros((3, 2), np.float32))
+    (tmp_path / "freq.txt").write_text("a 60\nb 20\nzz 5\n")
+    np.testing.assert_allclose(general_probabilities(table, str(tmp_path / "freq.txt")), [60 / 90, 20 / 90, 10 / 90])
+    zipf = general_probabilities(table, None)
+    assert zipf[0] > zipf[1] > zipf[2] and zipf.sum() == pytest.approx(1.0)
+    (tmp_path / "bad.txt").write_text("a 60\nb twenty\n")
+    with pytest.raises(InputError, match=r"bad.txt:2: expected 'token count', got 'b twenty'"):
+        general_probabilities(table, str(tmp_path / "bad.txt"))
+    with pytest.raises(InputError, match="frequency list not found"):
+        general_probabilities(table, str(tmp_path / "missing.txt"))

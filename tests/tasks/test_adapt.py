@@ -48,7 +48,10 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
     np.testing.assert_array_equal(exported.matrix[: len(planted.table)], planted.table.matrix)
     assert exported.tokens[: len(planted.table)] == planted.table.tokens
     vocab_report = (out / "vocab.tsv").read_text().splitlines()
-    assert vocab_report[0].split("\t") == ["token", "count", "reason", "method", "contexts"] and len(vocab_report) == 3
+    header = ["token", "count", "reason", "score", "distance", "lift", "method", "contexts"]
+    assert vocab_report[0].split("\t") == header
+    assert [line.split("\t")[2] for line in vocab_report[1:3]] == ["new", "new"]
+    assert len(vocab_report) == 3 + metrics["vocab/shifted_tokens"]
 
     printed = capsys.readouterr().out
     assert f"rows: {len(planted.table)} -> {len(planted.table) + 2}" in printed and "zorblax" in printed
