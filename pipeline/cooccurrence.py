@@ -70,6 +70,8 @@ def context_counts(
     """
     if window < 1:
         raise ValueError(f"window must be at least 1, got {window}")
+    if not targets:
+        return ContextCounts((), sp.csr_matrix((0, len(table)), dtype=np.float32), window)
     table_ids = _lookup(table.tokens)
     target_ids = _lookup(targets)
 

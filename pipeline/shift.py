@@ -41,23 +41,16 @@ class ShiftedToken:
     score: float
 
 
-def general_probabilities(table: EmbeddingTable, frequencies: str | None) -> npt.NDArray[np.float64]:
-    """Each table row's general probability.
-
-    From a frequency list (``token count`` per line; tokens it lacks get half the smallest count), or,
-    without one, estimated from row order by Zipf's law (p ~ 1 / (rank + 1)): GloVe, word2vec and
-    fastText files are sorted by frequency.
+def read_frequencies(path_text: str) -> dict[str, int]:
+    """A general-language frequency list: ``token count`` per line.
 
     Raises:
-        InputError: a missing list, or a line that is not ``token count``.
+        InputError: a missing file, or a line that is not ``token count``.
     """
-    if frequencies is None:
-        weights = 1.0 / np.arange(1, len(table) + 1, dtype=np.float64)
-        return weights / weights.sum()
-    path = Path(frequencies).expanduser()
+    path = Path(path_text).expanduser()
     if not path.is_file():
         raise InputError(path, "frequency list not found", hint="check vocab.general_frequencies")
-    counts = np.zeros(len(table), dtype=np.float64)
+    frequencies: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             parts = line.split()
@@ -65,11 +58,33 @@ def general_probabilities(table: EmbeddingTable, frequencies: str | None) -> npt
                 continue
             if len(parts) != 2 or not parts[1].isdigit():
                 raise InputError(path, f"expected 'token count', got {line.strip()[:60]!r}", line=number)
-            row = table.get(parts[0])
-            if row is not None:
-                counts[row] += int(parts[1])
+            frequencies[parts[0]] = frequencies.get(parts[0], 0) + int(parts[1])
+    if not frequencies:
+        raise InputError(path, "frequency list is empty")
+    return frequencies
+
+
+def general_probabilities(table: EmbeddingTable, frequencies: str | None) -> npt.NDArray[np.float64]:
+    """Each table row's general probability.
+
+    From a frequency list (tokens it lacks get half the smallest count), or, without one, estimated
+    from row order by Zipf's law (p ~ 1 / (rank + 1)): GloVe, word2vec and fastText files are
+    sorted by frequency.
+
+    Raises:
+        InputError: a bad list, or one with no token of the table.
+    """
+    if frequencies is None:
+        weights = 1.0 / np.arange(1, len(table) + 1, dtype=np.float64)
+        return weights / weights.sum()
+    listed = read_frequencies(frequencies)
+    counts = np.zeros(len(table), dtype=np.float64)
+    for token, n in listed.items():
+        row = table.get(token)
+        if row is not None:
+            counts[row] = n
     if not counts.any():
-        raise InputError(path, "no token of the table is in the frequency list", hint="is it the right list?")
+        raise InputError(frequencies, "no token of the table is in the frequency list", hint="is it the right list?")
     counts[counts == 0] = counts[counts > 0].min() / 2
     return counts / counts.sum()
 

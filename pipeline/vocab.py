@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.shift import ShiftedToken
+from pipeline.shift import ShiftedToken, read_frequencies
 from pipeline.table import EmbeddingTable
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ class VocabOptions:
 
     Attributes:
         min_count: fewest occurrences for a new token.
-        max_new: most new tokens, the most frequent first (0: no cap).
+        max_new: most new tokens, the best ranked first (0: no cap).
+        rank: how new tokens are ranked: ``count`` (most frequent first) or ``specificity`` (most
+            over-represented against ``general_frequencies`` first, which it needs).
         shift_top: most shifted tokens (table tokens the domain uses differently; 0: none).
         shift_threshold: the least shift score for a shifted token (the sum of two z-scores among the
             candidates: 2.0 keeps clear outliers only); None: the ``shift_top`` best, whatever their score.
@@ -32,6 +35,7 @@ class VocabOptions:
 
     min_count: int = 5
     max_new: int = 10000
+    rank: str = "count"
     shift_top: int = 50
     shift_threshold: float | None = 2.0
     shift_min_count: int = 20
@@ -43,6 +47,10 @@ class VocabOptions:
             raise ValueError(f"vocab.min_count must be at least 1, got {self.min_count}")
         if self.max_new < 0:
             raise ValueError(f"vocab.max_new must be >= 0 (0: no cap), got {self.max_new}")
+        if self.rank not in ("count", "specificity"):
+            raise ValueError(f"vocab.rank must be count or specificity, got {self.rank!r}")
+        if self.rank == "specificity" and self.general_frequencies is None:
+            raise ValueError("vocab.rank=specificity needs vocab.general_frequencies (a 'token count' list)")
         if self.shift_top < 0:
             raise ValueError(f"vocab.shift_top must be >= 0 (0: no shifted tokens), got {self.shift_top}")
         if self.shift_skip_common < 0:
@@ -97,20 +105,30 @@ class DomainVocab:
 def select_new_tokens(counts: TokenCounts, table: EmbeddingTable, options: VocabOptions) -> DomainVocab:
     """Pick the corpus tokens with at least ``min_count`` occurrences that the table lacks.
 
-    Ties in count are broken alphabetically, so the choice is deterministic.
+    Ranked by count, or by specificity (log domain probability over log general probability, a
+    token missing from the list getting half its smallest count); ties are broken alphabetically,
+    so the choice is deterministic.
     """
     covered = 0
-    candidates: list[tuple[int, str]] = []
+    candidates: list[tuple[float, str, int]] = []
+    general: dict[str, int] = {}
+    if options.rank == "specificity" and options.general_frequencies is not None:
+        general = read_frequencies(options.general_frequencies)
+    floor = min(general.values(), default=1) / 2
+    general_total = sum(general.values()) or 1
     for token, n in counts.counts.items():
         if token in table:
             covered += n
         elif n >= options.min_count:
-            candidates.append((-n, token))
+            key = -float(n)
+            if general:
+                key = -(math.log(n / counts.total) - math.log(general.get(token, floor) / general_total))
+            candidates.append((key, token, n))
     candidates.sort()
     chosen = candidates[: options.max_new] if options.max_new else candidates
     return DomainVocab(
-        new_tokens=tuple(t for _, t in chosen),
-        new_counts=tuple(-n for n, _ in chosen),
+        new_tokens=tuple(t for _, t, _ in chosen),
+        new_counts=tuple(n for _, _, n in chosen),
         shifted=(),
         table_rows=len(table),
         corpus_tokens=counts.total,

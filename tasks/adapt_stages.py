@@ -106,6 +106,11 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         raise InputError(", ".join(corpus.sources[:3]), "the corpus has no tokens",
                          hint="check corpus.paths and corpus.tokenizer")
     vocab = select_new_tokens(counts, base, options.vocab)
+    if vocab.covered_tokens == 0:
+        raise InputError(", ".join(corpus.sources[:3]), f"no corpus token is in the table "
+                         f"({len(counts.counts):,} distinct tokens, e.g. {', '.join(list(counts.counts)[:3])})",
+                         hint="check corpus.tokenizer.lowercase against the table's casing, and that the corpus "
+                              "is in the table's language")
     general = general_probabilities(base, options.vocab.general_frequencies) if options.vocab.shift_top else None
     candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
                                   options.vocab.shift_skip_common) if general is not None else ()
@@ -199,9 +204,13 @@ def write_neighbours(path: Path, neighbours: dict[str, list[tuple[str, float]]])
 def summary(result: AdaptResult, out_dir: Path, run_id: str | None, uri: str | None) -> str:
     """The few lines a person reads at the end of a run."""
     m = result.metrics
-    lines = [
+    lines = [] if m["vocab/new_tokens"] or m["vocab/shifted_tokens"] else [
+        "nothing to adapt: no corpus token is both frequent enough and missing from the table, and no table "
+        "token is used differently enough (see vocab.min_count, vocab.shift_threshold)"]
+    lines += [
         f"rows: {int(m['adapt/rows_before']):,} -> {int(m['adapt/rows_after']):,} "
         f"({int(m['vocab/new_tokens']):,} new tokens chosen, {int(m['induce/placed']):,} placed; "
+        f"{int(m['vocab/shifted_tokens']):,} shifted tokens chosen; "
         f"frozen rows unchanged: max |diff| = {m['integrity/frozen_max_abs_diff']})",
         f"coverage of corpus tokens: {m['vocab/coverage_before']:.1%} -> {m['vocab/coverage_after']:.1%}",
     ]

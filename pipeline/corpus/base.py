@@ -53,7 +53,9 @@ def reading(corpus: Corpus) -> Iterator[None]:
     except tf.errors.OpError as err:
         if corpus.errors:
             raise corpus.errors[0] from None
-        raise InputError(", ".join(corpus.sources[:3]), f"cannot read the corpus: {err.message.splitlines()[0]}",
-                         hint="check corpus.paths and the files' format") from None
+        if isinstance(err, tf.errors.DataLossError):  # a corrupt or truncated compressed file
+            raise InputError(", ".join(corpus.sources[:3]), f"cannot read the corpus: {err.message.splitlines()[0]}",
+                             hint="the file is damaged; decompress it by hand to find where") from None
+        raise
     if corpus.errors:  # a reader that met bad input stops its stream and leaves the error here
         raise corpus.errors[0]

@@ -8,6 +8,7 @@ import hashlib
 import json
 import lzma
 import os
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -47,12 +48,20 @@ def expand_paths(paths: Sequence[str]) -> list[Path]:
 
 
 def fingerprint_files(files: Sequence[Path], how: str = "") -> str:
-    """sha256 over the (decompressed) contents of ``files`` in order, and ``how`` they are cut."""
+    """sha256 over the (decompressed) contents of ``files`` in order, and ``how`` they are cut.
+
+    Raises:
+        InputError: a damaged compressed file.
+    """
     digest = hashlib.sha256(how.encode())
     for path in files:
-        with open_binary(path) as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        try:
+            with _open(path) as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as err:
+            raise InputError(path, f"cannot read the corpus: {err}",
+                             hint="the file is damaged; decompress it by hand to find where") from None
         digest.update(b"\0\n")
     return digest.hexdigest()
 
@@ -94,7 +103,13 @@ def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None 
     if field is not None and unit != "line":
         raise InputError("corpus.field", "JSON Lines are read a document per line", hint="set corpus.unit=line")
     files = expand_paths(paths)
-    fingerprint = fingerprint_files(files, f"unit={unit};field={field}")
+    fingerprint = fingerprint_files(files, f"unit={unit};field={field}")  # reads every file whole once
+    for path in files:
+        with _open(path) as f:
+            head = f.read(8192)
+        if b"\0" in head:
+            raise InputError(path, "looks like a binary file, not text (it holds NUL bytes)",
+                             hint="corpus.paths takes text files: plain, gzip, bz2 or xz")
     sources = tuple(str(p) for p in files)
     errors: list[InputError] = []
 

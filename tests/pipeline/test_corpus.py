@@ -154,3 +154,12 @@ def test_python_docs_is_deterministic_and_prepared_once(tmp_path: Path, monkeypa
     assert [p.stat().st_mtime_ns for p in shards] == mtimes
     with pytest.raises(InputError, match="corpus.packages: none of"):
         python_docs_corpus(["not_installed_pkg"], cache_dir=str(tmp_path / "cache"))
+
+
+def test_truncated_gzip_is_named(tmp_path: Path) -> None:
+    with gzip.open(tmp_path / "big.txt.gz", "wt") as f:
+        f.write("alpha beta gamma\n" * 20000)
+    data = (tmp_path / "big.txt.gz").read_bytes()
+    (tmp_path / "cut.txt.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut.txt.gz: cannot read the corpus.*damaged"):
+        counts_of(files_corpus([str(tmp_path / "cut.txt.gz")]))

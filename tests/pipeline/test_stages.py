@@ -222,3 +222,19 @@ def test_general_frequencies_from_a_list(tmp_path: Path) -> None:
         general_probabilities(table, str(tmp_path / "bad.txt"))
     with pytest.raises(InputError, match="frequency list not found"):
         general_probabilities(table, str(tmp_path / "missing.txt"))
+
+
+def test_new_tokens_ranked_by_specificity(tmp_path: Path) -> None:
+    from pipeline.counts import TokenCounts
+
+    table = EmbeddingTable(["the"], np.zeros((1, 2), np.float32))
+    counts = TokenCounts({"the": 50, "common": 30, "jsonb": 10, "ioctl": 8}, total=98, documents=5)
+    (tmp_path / "freq.txt").write_text("the 1000000\ncommon 50000\nioctl 2\n")
+    by_count = select_new_tokens(counts, table, VocabOptions(min_count=5))
+    assert by_count.new_tokens == ("common", "jsonb", "ioctl")
+    specific = select_new_tokens(counts, table, VocabOptions(min_count=5, rank="specificity",
+                                                              general_frequencies=str(tmp_path / "freq.txt")))
+    assert specific.new_tokens == ("jsonb", "ioctl", "common")  # jsonb is absent from general use
+    assert specific.new_counts == (10, 8, 30)
+    with pytest.raises(ValueError, match="vocab.rank=specificity needs vocab.general_frequencies"):
+        VocabOptions(rank="specificity")

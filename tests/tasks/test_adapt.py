@@ -67,7 +67,8 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
     assert mlrun.data.metrics["vocab/new_tokens"] == 2
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id)}
-    assert {"config.yaml", "manifest.json", "metrics.json", "vocab.tsv", "neighbours.tsv", "export"} <= artifacts
+    assert {"config.yaml", "manifest.json", "metrics.json", "vocab.tsv", "vocab.json", "neighbours.tsv",
+            "export"} <= artifacts
     exported_artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id, "export")}
     assert "export/embedding.w2v.txt" in exported_artifacts
 
@@ -86,6 +87,35 @@ def test_failed_run_is_marked_failed_with_its_error_and_exports_nothing(
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     log_file = client.download_artifacts(mlrun.info.run_id, "error.log", str(tmp_path))
     assert "InputError" in Path(log_file).read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the corpus has no tokens"),
+        (b"... 123 !!!\n\n", "the corpus has no tokens"),
+        (b"zyx wvu tsr\n" * 10, "no corpus token is in the table"),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)) * 8, "looks like a binary file"),
+    ],
+)
+def test_corpus_that_cannot_be_adapted_fails_clearly(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path, content: bytes,
+    message: str,
+) -> None:
+    (tmp_path / "odd.txt").write_bytes(content)
+    with pytest.raises(InputError, match=rf"odd.txt: {message}"):
+        run(compose_adapt([*planted_overrides, f"corpus.paths=[{tmp_path}/odd.txt]"]), tmp_path / "run")
+    assert not (tmp_path / "run" / "export").exists()
+
+
+def test_nothing_to_adapt_is_a_clear_success(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "plain.txt").write_text("apple bolt cello the\n" * 3)
+    result = run(compose_adapt([*planted_overrides, f"corpus.paths=[{tmp_path}/plain.txt]"]), tmp_path / "run")
+    assert result.metrics["vocab/new_tokens"] == 0 and result.metrics["adapt/rows_after"] == 24
+    assert capsys.readouterr().out.startswith("nothing to adapt:")
 
 
 def test_tracking_disabled_writes_no_store(
