@@ -16,6 +16,8 @@ from pipeline.counts import tokenized
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
+FOLD_PAIRS = 4_000_000
+
 
 def _lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
     keys = tf.constant(list(tokens), dtype=tf.string)
@@ -81,15 +83,29 @@ def context_counts(
 
     shape = (len(targets), len(table))
     total = sp.csr_matrix(shape, dtype=np.float32)
+    rows_seen: list[npt.NDArray[np.int64]] = []
+    cols_seen: list[npt.NDArray[np.int64]] = []
+    pending = 0
+
+    def fold() -> sp.csr_matrix:  # pairs are summed into the sparse total a few million at a time
+        pairs = (np.concatenate(rows_seen), np.concatenate(cols_seen))
+        rows_seen.clear()
+        cols_seen.clear()
+        return total + sp.csr_matrix((np.ones(len(pairs[0]), dtype=np.float32), pairs), shape=shape)
+
     dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     with tqdm(desc=f"contexts {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
         for context, target, document in dataset.as_numpy_iterator():
             bar.update(len(context))
             rows, cols = _pairs(context, target, document, window)
-            if len(rows):
-                data = np.ones(len(rows), dtype=np.float32)
-                total = total + sp.csr_matrix((data, (rows, cols)), shape=shape)
+            rows_seen.append(rows)
+            cols_seen.append(cols)
+            pending += len(rows)
+            if pending >= FOLD_PAIRS:
+                total, pending = fold(), 0
+    if pending:
+        total = fold()
     return ContextCounts(tuple(targets), total, window)
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import __version__
 from pipeline.errors import InputError
 from tasks.config import to_options
-from tasks.tracking import check_reachable, git_commit, tracking_run
+from tasks.tracking import check_reachable, git_tags, tracking_run
 
 if TYPE_CHECKING:
     from tasks.adapt_stages import AdaptResult
@@ -31,12 +31,9 @@ def run(cfg: DictConfig, out_dir: Path, hydra_dir: Path | None = None) -> AdaptR
     options = to_options(cfg)
     tracking = options.tracking
     if tracking.enabled:
-        check_reachable(tracking.uri, tracking.connect_timeout)
+        check_reachable(tracking.uri, tracking.connect_timeout, tracking.experiment)
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    tags = {"task": "adapt", "package_version": __version__}
-    commit = git_commit(REPO_ROOT)
-    if commit:
-        tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
+    tags = {"task": "adapt", "package_version": __version__, **git_tags(REPO_ROOT)}
     from tasks.adapt_stages import adapt, config_sha256, summary
 
     with tracking_run(enabled=tracking.enabled, uri=tracking.uri, experiment=tracking.experiment,

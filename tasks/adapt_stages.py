@@ -93,12 +93,12 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         tracker.log_metrics(stage_metrics)
 
     started = time.perf_counter()
+    corpus = open_corpus(options)  # before the table: a bad corpus path fails before a long load
+    tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     base = load_table(options.embedding_path, options.load)
     record({"load/rows": len(base), "load/dim": base.dim, "load/seconds": time.perf_counter() - started})
     tracker.set_tags({"base_checksum": base.checksum})
 
-    corpus = open_corpus(options)
-    tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     tokenizer = Tokenizer(options.tokenizer)
     with reading(corpus):
         counts = count_tokens(corpus, tokenizer, progress=options.progress)
@@ -149,7 +149,7 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     tracker.log_artifact(out_dir / "neighbours.tsv")
 
     exports = export_table(adapted, out_dir / "export", options.export_formats)
-    manifest = build_manifest(adapted=adapted, base_path=options.embedding_path, base_checksum=base.checksum,
+    manifest = build_manifest(adapted=adapted, base_path=absolute(options.embedding_path), base_checksum=base.checksum,
                               corpus_fingerprint=corpus.fingerprint, config_hash=config_hash,
                               extra={"shifted": [{"token": s.token, "index": base.index_of(s.token),
                                                   "score": s.score} for s in vocab.shifted],
@@ -191,6 +191,11 @@ def write_vocab_report(path: Path, report: dict[str, list[Any]]) -> None:
     for row in zip(*report.values(), strict=True):
         lines.append("\t".join("" if v is None else str(v) for v in row))
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def absolute(path: str) -> str:
+    """A table path as the manifest records it: absolute, so it can be traced from anywhere."""
+    return path if path.startswith("pkg://") else str(Path(path).expanduser().resolve())
 
 
 def write_neighbours(path: Path, neighbours: dict[str, list[tuple[str, float]]]) -> None:

@@ -69,7 +69,7 @@ class FilesCorpusConfig(CorpusConfig):
     """``corpus=files``: local files and globs (plain, gzip, bz2, xz), a document per line or file, JSON Lines."""
 
     source: str = "files"
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = MISSING  # type: ignore[assignment]
     unit: str = "line"
     field: str | None = None
     store: bool = False
@@ -150,9 +150,11 @@ def register() -> None:
     """Register the schemas under the names the YAML files' defaults lists use."""
     store = ConfigStore.instance()
     store.store(name="adapt_schema", node=AdaptConfig)
-    store.store(group="corpus", name="files_schema", node=FilesCorpusConfig)
-    store.store(group="corpus", name="python_docs_schema", node=PythonDocsCorpusConfig)
-    store.store(group="corpus", name="tfds_schema", node=TfdsCorpusConfig)
+    # outside the corpus group, so that --help lists only real options; the YAML files pull them in
+    # with `- /<name>@_here_`
+    store.store(name="files_corpus_schema", node=FilesCorpusConfig)
+    store.store(name="python_docs_corpus_schema", node=PythonDocsCorpusConfig)
+    store.store(name="tfds_corpus_schema", node=TfdsCorpusConfig)
 
 
 register()
@@ -229,6 +231,8 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
                          f"{obj.evaluate.neighbours} and {obj.evaluate.show}")
     if obj.train.objective != "none":
         raise ValueError(f"train.objective must be none (fine-tuning is not built yet), got {obj.train.objective!r}")
+    if obj.tracking.enabled and not obj.tracking.experiment.strip():
+        raise ValueError("tracking.experiment must name an experiment, got ''")
     if obj.tracking.connect_timeout <= 0:
         raise ValueError(f"tracking.connect_timeout must be positive, got {obj.tracking.connect_timeout}")
     check_formats(obj.export.formats)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import re
 import sqlite3
+import ssl
 import subprocess
 import tempfile
 import time
@@ -26,7 +28,8 @@ from pipeline.errors import InputError
 log = logging.getLogger(__name__)
 
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"password|passwd|secret|credential|api_?key|token$", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"password|passwd|secret|credential|api_?key|token(?![a-z])", re.IGNORECASE)
+_NOT_SECRET = frozenset({"token_filter"})  # our own options that merely name tokens of text
 _USERINFO = re.compile(r"(?<=://)([^/@:\s]+):([^/@\s]+)@")
 _PARAMS_PER_BATCH = 100
 _MIN_SECRET_LENGTH = 4
@@ -35,12 +38,12 @@ _MIN_SECRET_LENGTH = 4
 def is_secret_key(key: str) -> bool:
     """Whether a config or environment key names a secret.
 
-    Keys containing ``password``, ``secret``, ``credential`` or ``api_key``, or ending in ``token``
-    (``MLFLOW_TRACKING_TOKEN``, ``hf_token``) are secret; our own options that merely start with
-    the word (``corpus.tokenizer``, ``embedding.token_filter``) are not.
+    Keys containing ``password``, ``secret``, ``credential``, ``api_key`` or the word ``token``
+    (``MLFLOW_TRACKING_TOKEN``, ``hf_token``, ``API_TOKEN_V2``) are secret; ``tokenizer`` and our own
+    ``embedding.token_filter`` (tokens of text, not credentials) are not.
     """
-    last = re.split(r"[.]", key)[-1]
-    return bool(_SECRET_KEY.search(last))
+    last = key.split(".")[-1]
+    return last.lower() not in _NOT_SECRET and bool(_SECRET_KEY.search(last))
 
 
 def _secret_env_values() -> list[str]:
@@ -82,28 +85,50 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def check_reachable(uri: str, timeout: float) -> None:
+def check_reachable(uri: str, timeout: float, experiment: str = "Default") -> None:
     """Fail fast, before heavy work, when the tracking store cannot be used.
 
+    For a server, one request to its REST API (``experiments/get-by-name``) must be answered within
+    ``timeout`` seconds and not with a server error. Credentials in the URI, ``MLFLOW_TRACKING_USERNAME``
+    and ``_PASSWORD`` or ``MLFLOW_TRACKING_TOKEN``, and MLflow's TLS settings are honoured.
+
     Raises:
-        InputError: a server that does not answer within ``timeout`` seconds, or a sqlite store
-            whose folder does not exist.
+        InputError: a server that does not answer in time or answers 5xx, or a sqlite store whose
+            folder does not exist.
     """
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
-        url = uri.rstrip("/") + "/health"
+        bare = parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")).geturl()
+        query = urllib.parse.urlencode({"experiment_name": experiment})
+        request = urllib.request.Request(f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}")
+        user = urllib.parse.unquote(parsed.username or os.environ.get("MLFLOW_TRACKING_USERNAME", ""))
+        password = urllib.parse.unquote(parsed.password or os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+        if user:
+            request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+            request.add_header("Authorization", f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}")
+        context = None
+        if parsed.scheme == "https":
+            context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
+            if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
         started = time.monotonic()
         try:
-            urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - the user's tracking URI
-        except urllib.error.HTTPError:
-            return  # it answered; an MLflow behind a proxy may not have /health
+            urllib.request.urlopen(request, timeout=timeout, context=context).close()  # noqa: S310
+        except urllib.error.HTTPError as err:
+            if err.code < 500:
+                return  # it answered (404: no such experiment yet; 401/403 are MLflow's own errors to give)
+            reason: object = f"HTTP {err.code} {err.reason}"
         except (urllib.error.URLError, OSError) as err:
-            waited = time.monotonic() - started
             reason = getattr(err, "reason", err)
-            raise InputError(
-                "tracking.uri", f"{redact_value(uri)} did not answer ({reason}, after {waited:.1f}s)",
-                hint="start the server (mlflow server), fix tracking.uri, or run with tracking=disabled",
-            ) from None
+        else:
+            return
+        waited = time.monotonic() - started
+        raise InputError(
+            "tracking.uri", f"{redact_value(uri)} did not answer ({reason}, after {waited:.1f}s)",
+            hint="start the server (mlflow server), fix tracking.uri, or run with tracking=disabled",
+        )
     elif parsed.scheme == "sqlite":
         path = uri[len("sqlite:///"):]
         if path and path != ":memory:":
@@ -117,14 +142,27 @@ def check_reachable(uri: str, timeout: float) -> None:
                 raise InputError("tracking.uri", f"{uri}: cannot open the database ({err})") from None
 
 
-def git_commit(start: Path) -> str | None:
-    """The commit checked out at ``start``'s repository, or None outside a git checkout."""
+def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(start), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_tags(root: Path) -> dict[str, str]:
+    """``git_commit`` and ``git_dirty`` when ``root`` is itself the top of a git checkout, else nothing.
+
+    (An installed package inside some other project's checkout must not report that project's commit.)
+    """
+    top = _git(root, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root.resolve():
+        return {}
+    commit = _git(root, "rev-parse", "HEAD")
+    if not commit:
+        return {}
+    dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "mlflow.source.git.commit": commit, "git_dirty": str(bool(dirty)).lower()}
 
 
 class NullTracker:
@@ -239,6 +277,10 @@ def tracking_run(
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
+    if found is not None and found.lifecycle_stage != "active":
+        raise InputError("tracking.experiment", f"experiment {experiment!r} is {found.lifecycle_stage}",
+                         hint=f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) "
+                              "or choose another tracking.experiment")
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
     run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
     tracker = MlflowTracker(uri, run.info.run_id)

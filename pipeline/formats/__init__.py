@@ -113,6 +113,8 @@ def format_from_name(path: Path) -> str | None:
     name = path.name.lower()
     for suffix in (".gz", ".bz2", ".xz"):
         name = name.removesuffix(suffix)
+    if name.endswith(".npz"):
+        return "npy"  # refused with a clear message by the npy reader
     for fmt in ("npy", "safetensors", "word2vec_binary", "glove"):
         if name.endswith(EXTENSIONS[fmt]):
             return fmt
@@ -177,6 +179,11 @@ def load_table(path: str | Path, options: LoadOptions | None = None) -> Embeddin
     if file.stat().st_size == 0:
         raise InputError(file, "file is empty", hint="expected an embedding table")
     fmt = detect_format(file) if options.format == "auto" else options.format
+    if options.dim is not None and fmt in ("word2vec_text", "word2vec_binary"):
+        header = read_header(file)  # refuse the wrong table before a long parse
+        if header is not None and header[1] != options.dim:
+            raise InputError(file, f"dimension is {header[1]}, the config expects {options.dim}", line=1,
+                             hint="set embedding.dim to match, or pick the right table")
     raw = _parse_cached(file, fmt, options)
     if raw.replaced:
         log.warning("%s: %d tokens had undecodable bytes, replaced with U+FFFD", file, raw.replaced)

@@ -49,6 +49,12 @@ def read_vocab(path: Path, rows: int | None) -> list[str]:
 
 def parse_npy(path: Path, *, vocab_path: str | None, limit: int | None) -> RawRows:
     """Load a ``.npy`` matrix memory-mapped (``allow_pickle=False``) and its tokens."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK"):
+        raise InputError(path, "is a .npz archive, not a .npy matrix", hint="save the matrix alone with numpy.save")
+    if magic != b"\x93NUMPY":
+        raise InputError(path, "is not a .npy file (no NumPy header)", hint="check embedding.format and embedding.path")
     try:
         matrix = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:

@@ -119,3 +119,28 @@ def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.float
                                  hint="remove or fix the row")
             raise InputError(path, f"row {row} ({tokens[row]!r}) has a NaN or Inf value",
                              hint="remove or fix the row")
+
+
+def allocate_rows(path: Path, rows: int, dim: int, min_row_bytes: int, values: str = "values",
+                  short: str = "") -> npt.NDArray[np.float32]:
+    """The ``(rows, dim)`` matrix a header asks for, once the header is shown plausible.
+
+    Raises:
+        InputError: the (uncompressed) file is too small to hold that many rows, or the matrix does
+            not fit in memory.
+    """
+    size = path.stat().st_size
+    if not is_compressed(path) and rows * min_row_bytes > size:
+        raise InputError(path, f"{short}header says {rows:,} rows of {dim} {values}, more than the file's {size:,} "
+                         "bytes hold",
+                         line=1, hint="fix the header's counts, or the file was cut short")
+    try:
+        return np.empty((rows, dim), dtype=np.float32)
+    except MemoryError:
+        raise InputError(path, f"header says {rows:,} x {dim}: {rows * dim * 4 / 2**30:,.1f} GiB do not fit in memory",
+                         line=1, hint="fix the header, or load fewer rows with embedding.limit") from None
+
+
+def progress_total(path: Path) -> int | None:
+    """The byte total a progress bar can count against (unknown for compressed files)."""
+    return None if is_compressed(path) else path.stat().st_size

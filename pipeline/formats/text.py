@@ -13,7 +13,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from pipeline.errors import InputError
-from pipeline.formats.raw import RawRows, check_finite, decode_token, open_binary
+from pipeline.formats.raw import RawRows, allocate_rows, check_finite, decode_token, open_binary, progress_total
 
 BLOCK_BYTES = 4 << 20  # each block is alive in a few copies while parsed: keep it small
 WRITE_ROWS = 8192
@@ -98,12 +98,12 @@ def parse_text(
         if dim <= 0:
             raise InputError(path, "first row has a token and no values", line=1)
     wanted = rows if limit is None else min(rows, limit)
-    matrix = np.empty((wanted, dim), dtype=np.float32)
+    matrix = allocate_rows(path, wanted, dim, min_row_bytes=2 * dim)
     tokens: list[str] = []
     replaced = 0
     line_no = first_line - 1  # line number of the last line consumed
     blank = 0
-    with open_binary(path) as f, tqdm(total=size, unit="B", unit_scale=True, desc=f"parse {path.name}",
+    with open_binary(path) as f, tqdm(total=progress_total(path), unit="B", unit_scale=True, desc=f"parse {path.name}",
                                        disable=not progress or None, leave=False) as bar:
         if header:
             f.readline()

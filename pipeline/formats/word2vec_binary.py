@@ -11,7 +11,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from pipeline.errors import InputError
-from pipeline.formats.raw import RawRows, check_finite, decode_token, open_binary
+from pipeline.formats.raw import RawRows, allocate_rows, check_finite, decode_token, open_binary, progress_total
 
 BLOCK_BYTES = 16 << 20
 MAX_TOKEN_BYTES = 1 << 16
@@ -37,11 +37,12 @@ def parse_binary(path: Path, *, limit: int | None, unicode_errors: str, progress
             raise InputError(path, f"header says {rows} rows of dimension {dim}", line=1,
                              hint="both must be positive")
         wanted = rows if limit is None else min(rows, limit)
-        matrix = np.empty((wanted, dim), dtype=np.float32)
+        matrix = allocate_rows(path, wanted, dim, min_row_bytes=4 * dim + 2, values="float32 values",
+                               short="truncated: ")
         tokens: list[str] = []
         replaced = 0
         vec_bytes = 4 * dim
-        with tqdm(total=size, unit="B", unit_scale=True, desc=f"parse {path.name}",
+        with tqdm(total=progress_total(path), unit="B", unit_scale=True, desc=f"parse {path.name}",
                   disable=not progress or None, leave=False) as bar:
             reader = _Buffer(f, bar)
             offset = len(header)

@@ -564,7 +564,7 @@ def test_truncated_binary_file_in_a_vector(tmp_path: Path, options: Options) -> 
 
 def test_truncated_binary_file_missing_rows(tmp_path: Path, options: Options) -> None:
     path = write_bin(tmp_path / "emb.bin", TOKENS[:3], vectors(3), rows=5)
-    with input_error(path, None, "truncated: header says 5 rows, the file ends after 3"):
+    with input_error(path, 1, "truncated: header says 5 rows of 4 float32 values, more than the file's"):
         load_table(path, options())
 
 
@@ -578,8 +578,8 @@ def test_binary_file_with_more_rows_than_its_header(tmp_path: Path, options: Opt
 
 def test_dimension_other_than_the_config_expects(tmp_path: Path, options: Options) -> None:
     path = write_w2v(tmp_path / "emb.txt")
-    with input_error(path, None, f"dimension is {DIM}, the config expects 300", "embedding.dim"):
-        load_table(path, options(dim=300))
+    with input_error(path, 1, f"dimension is {DIM}, the config expects 300", "embedding.dim"):
+        load_table(path, options(dim=300))  # read off the header, before parsing
     assert load_table(path, options(dim=DIM)).dim == DIM
 
 
@@ -747,3 +747,30 @@ def test_failed_vocab_write_leaves_neither_matrix_nor_vocab(
     with pytest.raises(OSError, match="disk full"):
         save_table(EmbeddingTable(TOKENS, vectors()), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_absurd_header_counts_are_refused_before_allocating(tmp_path: Path) -> None:
+    text = tmp_path / "huge.w2v.txt"
+    text.write_text("4000000000 300\na 1 2 3\n")
+    with pytest.raises(InputError, match=r"huge.w2v.txt:1: header says 4,000,000,000 rows of 300 values, more than"):
+        load_table(text, LoadOptions(cache=False, progress=False))
+    binary = tmp_path / "huge.bin"
+    binary.write_bytes(b"4000000000 300\na " + b"\0" * 1200)
+    with pytest.raises(InputError, match=r"huge.bin:1: truncated: header says 4,000,000,000 rows"):
+        load_table(binary, LoadOptions(cache=False, progress=False))
+
+
+def test_wrong_dimension_is_refused_from_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "t.w2v.txt"
+    path.write_text("1 3\na 1 2 3\n")
+    with pytest.raises(InputError, match=r"t.w2v.txt:1: dimension is 3, the config expects 300"):
+        load_table(path, LoadOptions(dim=300, cache=False, progress=False))
+
+
+def test_npz_and_text_named_as_npy_are_named(tmp_path: Path) -> None:
+    np.savez(tmp_path / "m.npz", a=np.zeros((2, 2), np.float32))
+    with pytest.raises(InputError, match=r"m.npz: is a .npz archive, not a .npy matrix"):
+        load_table(tmp_path / "m.npz", LoadOptions(progress=False))
+    (tmp_path / "t.txt").write_text("1 2\na 1 2\n")
+    with pytest.raises(InputError, match=r"t.txt: is not a .npy file \(no NumPy header\)"):
+        load_table(tmp_path / "t.txt", LoadOptions(format="npy", progress=False))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.server
 import json
 import socket
+import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +146,11 @@ def test_secrets_never_reach_params(
 
 
 def test_redaction_rules() -> None:
-    for key in ("MLFLOW_TRACKING_TOKEN", "hf_token", "db.password", "AWS_SECRET_ACCESS_KEY", "openai_api_key"):
+    for key in ("MLFLOW_TRACKING_TOKEN", "hf_token", "db.password", "AWS_SECRET_ACCESS_KEY", "openai_api_key",
+                "API_TOKEN_V2", "token"):
         assert is_secret_key(key), key
-    for key in ("embedding.token_filter", "corpus.tokenizer", "vocab.max_new", "TOKENIZERS_PARALLELISM"):
+    for key in ("embedding.token_filter", "corpus.tokenizer", "vocab.max_new", "TOKENIZERS_PARALLELISM",
+                "vocab.shift_skip_common"):
         assert not is_secret_key(key), key
     tree = {"db": {"password": "pw", "uri": "http://me:pw123@host/x"}, "token_filter": "[a-z]+", "k": ["S3CRET!"]}
     assert redact(tree, secrets=["S3CRET!"]) == {
@@ -196,3 +203,71 @@ def test_unreachable_server_times_out_within_connect_timeout() -> None:
 def test_sqlite_store_in_missing_folder_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         check_reachable(f"sqlite:///{tmp_path}/no/such/dir/mlflow.db", timeout=1)
+
+
+class _Stub(http.server.BaseHTTPRequestHandler):
+    status = 503
+    seen: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b'{"error_code": "RESOURCE_DOES_NOT_EXIST"}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _stub_server(status: int) -> Iterator[int]:
+    handler = type("Handler", (_Stub,), {"status": status, "seen": []})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+    _Stub.seen = handler.seen
+
+
+def test_server_errors_count_as_not_answering() -> None:
+    with _stub_server(503) as port, pytest.raises(InputError, match=r"did not answer \(HTTP 503"):
+        check_reachable(f"http://127.0.0.1:{port}", timeout=2)
+
+
+def test_credentials_in_the_uri_are_sent_not_refused() -> None:
+    with _stub_server(404) as port:
+        check_reachable(f"http://me:p%40ss@127.0.0.1:{port}", timeout=2)
+    assert _Stub.seen == ["Basic " + base64.b64encode(b"me:p@ss").decode()]
+
+
+def test_deleted_experiment_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.tracking import tracking_run
+
+    monkeypatch.chdir(tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    client.delete_experiment(client.create_experiment("gone"))
+    with pytest.raises(InputError, match=r"tracking.experiment: experiment 'gone' is deleted \(restore it"), \
+            tracking_run(enabled=True, uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="gone", run_name=None,
+                         config={}, hydra_dir=None, tags={}):
+        pass
+
+
+def test_git_tags_only_for_the_checkout_the_code_is_in(tmp_path: Path) -> None:
+    from tasks.tracking import git_tags
+
+    assert git_tags(tmp_path) == {}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "f.txt").write_text("x")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "f.txt"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+                   check=True)
+    tags = git_tags(tmp_path)
+    assert len(tags["git_commit"]) == 40 and tags["git_dirty"] == "false"
+    (tmp_path / "f.txt").write_text("changed")
+    assert git_tags(tmp_path)["git_dirty"] == "true"
+    (tmp_path / "inner").mkdir()
+    assert git_tags(tmp_path / "inner") == {}  # an installed package inside another project's checkout

@@ -93,6 +93,8 @@ def test_added_unknown_key_fails_naming_it(compose_adapt: Callable[[list[str]], 
         ("device=tpu", "device must be one of auto, cpu, gpu, got 'tpu'"),
         ("evaluate.neighbours=0", "evaluate.neighbours must be >= 1"),
         ("tracking.connect_timeout=-1", "tracking.connect_timeout must be positive, got -1"),
+        ("tracking.experiment=''", "tracking.experiment must name an experiment"),
+        ("corpus=files", "corpus.paths has no value"),
     ],
 )
 def test_bad_values_fail_naming_key_and_value(
