@@ -69,7 +69,7 @@ class FilesCorpusConfig(CorpusConfig):
     """``corpus=files``: local files and globs (plain, gzip, bz2, xz), a document per line or file, JSON Lines."""
 
     source: str = "files"
-    paths: list[str] = MISSING  # type: ignore[assignment]
+    paths: list[str] = MISSING
     unit: str = "line"
     field: str | None = None
     store: bool = False

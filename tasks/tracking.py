@@ -98,7 +98,7 @@ def check_reachable(uri: str, timeout: float, experiment: str = "Default") -> No
     """
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
-        bare = parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")).geturl()
+        bare = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()  # credentials go in a header
         query = urllib.parse.urlencode({"experiment_name": experiment})
         request = urllib.request.Request(f"{bare.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}")
         user = urllib.parse.unquote(parsed.username or os.environ.get("MLFLOW_TRACKING_USERNAME", ""))
