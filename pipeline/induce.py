@@ -1,23 +1,28 @@
-"""Vectors for new tokens, induced from the pretrained vectors of their contexts."""
+"""Vectors for new tokens: a la carte from their contexts, subword n-grams, the additive baseline, or noise."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
+from pipeline.errors import InputError
+from pipeline.subword import SubwordModel, fit_subword
 from pipeline.table import EmbeddingTable
-from pipeline.vocab import DomainVocab
 
 if TYPE_CHECKING:
     from pipeline.cooccurrence import ContextCounts
+    from pipeline.counts import TokenCounts
 
 log = logging.getLogger(__name__)
 
-METHODS = ("mean_context",)
+METHODS = ("auto", "alacarte", "mean_context", "subword", "random")
+CONTEXT_WEIGHTS = ("none", "sif")
 
 
 @dataclass(frozen=True)
@@ -25,18 +30,64 @@ class InduceOptions:
     """How new tokens get their first vector.
 
     Attributes:
-        method: ``mean_context``, the mean pretrained vector of the tokens around each occurrence.
+        method: ``auto`` (a la carte where a token has ``min_contexts`` in-table contexts, blended
+            with its subword vector; the subword vector alone otherwise; ``mean_context`` when the
+            corpus is too small to fit a la carte's map), ``alacarte`` (the same, but a corpus too
+            small to fit the map is an error), ``mean_context`` (the mean pretrained vector of the
+            contexts: the additive baseline), ``subword`` (character n-grams learned from the
+            table), ``random`` (normal noise at the table's scale: the floor).
         window: context tokens on each side.
+        min_contexts: fewest in-table context occurrences for a context-based vector.
+        fit_min_count: fewest corpus occurrences of a table token used to fit a la carte's map.
+        fit_weight: each fitting token weighs ``count ** fit_weight`` in the least squares.
+        ridge: ridge term of the fit, per fitting token.
+        context_weight: ``none``, or ``sif`` (a context token weighs ``a / (a + p)``, ``p`` its
+            corpus probability: very frequent contexts count less).
+        sif_a: the ``a`` of ``sif``.
+        subword_weight: weight of the unit subword vector added to the unit a la carte vector
+            (0: a la carte alone).
+        ngram_min: shortest character n-gram.
+        ngram_max: longest character n-gram.
+        subword_ridge: ridge term of the subword fit.
+        subword_fit_rows: the subword model learns from at most this many leading table rows.
+        selftest_size: frequent table tokens held out, induced as if new and compared with their
+            true vectors (0: no self-test).
+        seed: seeds the self-test's sample and ``random``.
     """
 
-    method: str = "mean_context"
+    method: str = "auto"
     window: int = 5
+    min_contexts: int = 3
+    fit_min_count: int = 5
+    fit_weight: float = 0.5
+    ridge: float = 0.0
+    context_weight: str = "none"
+    sif_a: float = 1e-3
+    subword_weight: float = 0.5
+    ngram_min: int = 3
+    ngram_max: int = 6
+    subword_ridge: float = 0.1
+    subword_fit_rows: int = 200000
+    selftest_size: int = 1000
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"induce.method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.window < 1:
             raise ValueError(f"induce.window must be at least 1, got {self.window}")
+        if self.context_weight not in CONTEXT_WEIGHTS:
+            raise ValueError(f"induce.context_weight must be none or sif, got {self.context_weight!r}")
+        for name in ("min_contexts", "fit_min_count", "subword_fit_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"induce.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("ridge", "subword_weight", "subword_ridge", "selftest_size", "fit_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"induce.{name} must be >= 0, got {getattr(self, name)}")
+        if self.sif_a <= 0:
+            raise ValueError(f"induce.sif_a must be positive, got {self.sif_a}")
+        if not 1 <= self.ngram_min <= self.ngram_max:
+            raise ValueError(f"induce.ngram_min must be in 1..ngram_max ({self.ngram_max}), got {self.ngram_min}")
 
 
 @dataclass(frozen=True)
@@ -46,9 +97,10 @@ class InducedVectors:
     Attributes:
         tokens: the placed tokens, in the vocabulary's order.
         vectors: ``(len(tokens), dim)`` float32.
-        methods: the method that placed each token.
+        methods: the method that placed each token (``alacarte+subword``, ``alacarte``, ``subword``,
+            ``mean_context`` or ``random``).
         contexts: in-table context occurrences behind each vector.
-        unplaced: new tokens with no in-table context, left out.
+        unplaced: new tokens no method could place (no in-table context and no known n-gram).
     """
 
     tokens: tuple[str, ...]
@@ -58,30 +110,161 @@ class InducedVectors:
     unplaced: tuple[str, ...]
 
 
-def induce_vectors(contexts: ContextCounts, table: EmbeddingTable, vocab: DomainVocab,
-                   options: InduceOptions) -> InducedVectors:
-    """Give each new token of ``vocab`` the mean pretrained vector of its in-table contexts.
+def fitting_tokens(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
+    """Table tokens frequent enough in the corpus to fit a la carte's map, most frequent first."""
+    if options.method not in ("auto", "alacarte"):
+        return ()
+    chosen = sorted((-n, t) for t, n in counts.counts.items() if n >= options.fit_min_count and t in table)
+    return tuple(t for _, t in chosen)
+
+
+def _unit(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.asarray(matrix, dtype=np.float64) / np.maximum(norms, 1e-12)
+
+
+class _Contexts:
+    """Weighted context means of target tokens, with some table rows hidden (treated as unknown)."""
+
+    def __init__(self, contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
+                 options: InduceOptions, hidden: npt.NDArray[np.int64]) -> None:
+        self.table = table
+        self.index = {t: i for i, t in enumerate(contexts.targets)}
+        weights = np.ones(len(table), dtype=np.float64)
+        if options.context_weight == "sif":
+            p = np.array([counts.counts.get(t, 0) for t in table.tokens], dtype=np.float64) / max(counts.total, 1)
+            weights = options.sif_a / (options.sif_a + p)
+        weights[hidden] = 0.0
+        self.matrix = contexts.matrix
+        self.weights = sp.diags(weights.astype(np.float32))
+        self.mask = sp.diags((weights > 0).astype(np.float32))
+
+    def means(self, tokens: Sequence[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Weighted mean context vectors and the (unweighted) in-table context counts."""
+        rows = self.matrix[[self.index[t] for t in tokens]]
+        occurrences = np.asarray((rows @ self.mask).sum(axis=1), dtype=np.float64).ravel()
+        weighted = rows @ self.weights
+        totals = np.asarray(weighted.sum(axis=1), dtype=np.float64).ravel()
+        sums = np.asarray(weighted @ self.table.matrix, dtype=np.float64)
+        means = np.divide(sums, totals[:, None], out=np.zeros_like(sums), where=totals[:, None] > 0)
+        return means, occurrences
+
+
+def induce_vectors(
+    contexts: ContextCounts,
+    table: EmbeddingTable,
+    counts: TokenCounts,
+    tokens: Sequence[str],
+    options: InduceOptions,
+    *,
+    hidden: Sequence[str] = (),
+) -> InducedVectors:
+    """Give each of ``tokens`` a vector by ``options.method``.
 
     Args:
-        contexts: context counts from the corpus pass; their targets include the new tokens.
+        contexts: context counts from the corpus pass; their targets include ``tokens`` and the
+            :func:`fitting_tokens`.
         table: the pretrained table.
-        vocab: the chosen domain tokens.
-        options: the method.
+        counts: the corpus token counts.
+        tokens: the tokens to place.
+        options: the method and its settings.
+        hidden: table tokens to treat as unknown (the self-test holds them out): not used as
+            contexts, nor to fit the map or the subword model.
+
+    Raises:
+        InputError: ``method=alacarte`` on a corpus too small to fit its map.
     """
-    targets = vocab.new_tokens
-    if not targets:
-        return InducedVectors((), np.zeros((0, table.dim), np.float32), (), (), ())
-    means, totals = contexts.mean_vectors(table, targets)
-    placed = totals > 0
-    unplaced = tuple(t for t, ok in zip(targets, placed, strict=True) if not ok)
+    dim = table.dim
+    if not tokens:
+        return InducedVectors((), np.zeros((0, dim), np.float32), (), (), ())
+    hidden_rows = table.indices(hidden) if hidden else np.zeros(0, dtype=np.int64)
+    if options.method == "random":
+        rng = np.random.default_rng(options.seed)
+        scale = float(np.asarray(table.matrix[: min(len(table), 100000)]).std())
+        vectors = rng.normal(0.0, scale, (len(tokens), dim)).astype(np.float32)
+        return InducedVectors(tuple(tokens), vectors, ("random",) * len(tokens), (0,) * len(tokens), ())
+    ctx = _Contexts(contexts, table, counts, options, hidden_rows)
+    means, occurrences = ctx.means(tokens)
+    enough = occurrences >= (options.min_contexts if options.method in ("auto", "alacarte") else 1)
+    method = options.method
+    a_map: npt.NDArray[np.float64] | None = None
+    if method in ("auto", "alacarte"):
+        a_map = _fit_map(ctx, counts, table, options, set(hidden))
+        if a_map is None:
+            method = "mean_context"
+    context_vectors = means if a_map is None else means @ a_map
+    subword: SubwordModel | None = None
+    if method == "subword" or (method in ("auto", "alacarte") and (options.subword_weight > 0 or not enough.all())):
+        subword = _fit_subword(table, options, set(hidden))
+    sub_vectors, known = subword.predict(tokens) if subword else (np.zeros((len(tokens), dim), np.float32),
+                                                                   np.zeros(len(tokens), np.int64))
+    vectors = np.zeros((len(tokens), dim), dtype=np.float64)
+    blended = _unit(context_vectors) + options.subword_weight * _unit(sub_vectors)
+    labels: list[str] = []
+    placed = np.zeros(len(tokens), dtype=bool)
+    for i in range(len(tokens)):
+        if method == "subword" or (method in ("auto", "alacarte") and not enough[i]):
+            if known[i]:
+                vectors[i], placed[i] = sub_vectors[i], True
+                labels.append("subword")
+            else:
+                labels.append("")
+        elif method == "mean_context":
+            if occurrences[i] > 0:
+                vectors[i], placed[i] = means[i], True
+                labels.append("mean_context")
+            else:
+                labels.append("")
+        else:
+            placed[i] = True
+            if options.subword_weight > 0 and known[i]:
+                vectors[i] = blended[i]
+                labels.append("alacarte+subword")
+            else:
+                vectors[i] = context_vectors[i]
+                labels.append("alacarte")
+    unplaced = tuple(t for t, ok in zip(tokens, placed, strict=True) if not ok)
     if unplaced:
-        log.warning("%d new tokens have no context in the table and get no vector (e.g. %s)",
+        log.warning("%d new tokens have no context in the table and no known n-gram; they get no vector (e.g. %s)",
                     len(unplaced), ", ".join(unplaced[:5]))
-    tokens = tuple(t for t, ok in zip(targets, placed, strict=True) if ok)
     return InducedVectors(
-        tokens=tokens,
-        vectors=means[placed],
-        methods=(options.method,) * len(tokens),
-        contexts=tuple(int(n) for n in totals[placed]),
+        tokens=tuple(t for t, ok in zip(tokens, placed, strict=True) if ok),
+        vectors=vectors[placed].astype(np.float32),
+        methods=tuple(m for m, ok in zip(labels, placed, strict=True) if ok),
+        contexts=tuple(int(n) for n in occurrences[placed]),
         unplaced=unplaced,
     )
+
+
+def _fit_map(ctx: _Contexts, counts: TokenCounts, table: EmbeddingTable, options: InduceOptions,
+             hidden: set[str]) -> npt.NDArray[np.float64] | None:
+    """A la carte's map (``dim x dim``) from context means to vectors, or None (auto) when it cannot be fit."""
+    fit = [t for t in fitting_tokens(counts, table, options) if t not in hidden and t in ctx.index]
+    means, occurrences = ctx.means(fit) if fit else (np.zeros((0, table.dim)), np.zeros(0))
+    keep = occurrences > 0
+    fit = [t for t, ok in zip(fit, keep, strict=True) if ok]
+    if len(fit) < table.dim:
+        message = (f"a la carte needs at least {table.dim} fitting tokens (table tokens seen at least "
+                   f"induce.fit_min_count={options.fit_min_count} times), the corpus has {len(fit)}")
+        if options.method == "alacarte":
+            raise InputError("induce.method=alacarte", message,
+                             hint="use a larger corpus, lower induce.fit_min_count, or induce.method=auto")
+        log.warning("%s: falling back to mean_context", message)
+        return None
+    x = means[keep]
+    y = np.asarray(table.matrix[table.indices(fit)], dtype=np.float64)
+    weight = np.array([counts.counts[t] for t in fit], dtype=np.float64) ** options.fit_weight
+    weight /= weight.mean()
+    xw = x * weight[:, None]
+    gram = x.T @ xw + options.ridge * len(fit) * np.eye(table.dim)
+    return np.asarray(np.linalg.solve(gram, xw.T @ y))
+
+
+def _fit_subword(table: EmbeddingTable, options: InduceOptions, hidden: set[str]) -> SubwordModel:
+    rows = min(len(table), options.subword_fit_rows)
+    tokens = [t for t in table.tokens[:rows] if t not in hidden]
+    vectors = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float32)
+    model = fit_subword(tokens, vectors, low=options.ngram_min, high=options.ngram_max, ridge=options.subword_ridge)
+    log.info("subword model: %d n-grams from %d rows, %d CG iterations", len(model.index), len(tokens),
+             model.iterations)
+    return model

@@ -23,9 +23,10 @@ from pipeline.errors import InputError
 from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
 from pipeline.formats.cache import default_cache_dir
-from pipeline.induce import InducedVectors, induce_vectors
+from pipeline.induce import InducedVectors, fitting_tokens, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
+from pipeline.selftest import self_test
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 from pipeline.tokenize import Tokenizer
 from pipeline.vocab import DomainVocab, select_new_tokens
@@ -114,8 +115,10 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     general = general_probabilities(base, options.vocab.general_frequencies) if options.vocab.shift_top else None
     candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
                                   options.vocab.shift_skip_common) if general is not None else ()
-    with reading(corpus):  # one pass serves the new tokens and the shift candidates
-        contexts = context_counts(corpus, tokenizer, base, vocab.new_tokens + candidates, window=options.induce.window,
+    fitting = fitting_tokens(counts, base, options.induce)
+    targets = tuple(dict.fromkeys(vocab.new_tokens + fitting + candidates))
+    with reading(corpus):  # one pass serves the new tokens, the map's fitting tokens and the shift candidates
+        contexts = context_counts(corpus, tokenizer, base, targets, window=options.induce.window,
                                   progress=options.progress)
     if candidates and general is not None:
         scored = score_shift(candidates, contexts, base, counts, general)
@@ -127,8 +130,15 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
             "vocab/shifted_tokens": len(vocab.shifted), "vocab/frozen_rows": vocab.frozen_rows,
             "vocab/coverage_before": vocab.coverage_before})
 
-    induced = induce_vectors(contexts, base, vocab, options.induce)
-    record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced)})
+    induce_started = time.perf_counter()
+    induced = induce_vectors(contexts, base, counts, vocab.new_tokens, options.induce)
+    by_method = {f"induce/method_{m}": float(induced.methods.count(m)) for m in sorted(set(induced.methods))}
+    record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
+            "induce/seconds": time.perf_counter() - induce_started, **by_method})
+    if options.induce.selftest_size:
+        checked = self_test(contexts, base, counts, options.induce)
+        if checked is not None:
+            record(checked.metrics())
     report = vocab_report(vocab, induced)
     write_vocab_report(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")

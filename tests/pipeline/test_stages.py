@@ -6,16 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from planted import CLUSTERS, NEW, planted_table, write_planted
+from planted import CLUSTERS, planted_table, write_planted
 
-from pipeline.adapted import AdaptedTable, append_induced
+from pipeline.adapted import AdaptedTable
 from pipeline.cooccurrence import _pairs, context_counts
 from pipeline.corpus import files_corpus
 from pipeline.counts import count_tokens
 from pipeline.errors import InputError
 from pipeline.export import build_manifest, export_table
 from pipeline.formats import LoadOptions, load_table
-from pipeline.induce import InduceOptions, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
 from pipeline.table import EmbeddingTable
@@ -65,23 +64,6 @@ def planted(tmp_path: Path):  # noqa: ANN201
     return write_planted(tmp_path / "planted")
 
 
-def test_induction_places_new_tokens_near_their_cluster(planted) -> None:  # noqa: ANN001
-    table = load_table(planted.table_path, LoadOptions(cache=False, progress=False))
-    corpus = files_corpus([str(planted.corpus_path)])
-    tokenizer = Tokenizer()
-    counts = count_tokens(corpus, tokenizer, progress=False)
-    vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
-    assert set(vocab.new_tokens) == set(NEW)
-    contexts = context_counts(corpus, tokenizer, table, vocab.new_tokens, window=3, progress=False)
-    induced = induce_vectors(contexts, table, vocab, InduceOptions(window=3))
-    assert set(induced.tokens) == set(NEW) and all(n > 0 for n in induced.contexts)
-    adapted = append_induced(table, induced)
-    near = nearest(adapted.table, list(NEW), k=5)
-    for token, cluster in NEW.items():
-        neighbours = [other for other, _ in near[token]]
-        assert sum(n in CLUSTERS[cluster] for n in neighbours) >= 4, (token, neighbours)
-
-
 def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
     table = planted.table
     corpus = files_corpus([str(planted.corpus_path)])
@@ -95,17 +77,6 @@ def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
                     if j != i and words[j] in table:
                         expected[table.index_of(words[j])] += 1
     np.testing.assert_array_equal(counts.matrix.toarray()[0], expected)
-
-
-def test_new_token_with_no_context_in_table_is_left_unplaced(tmp_path: Path) -> None:
-    (tmp_path / "c.txt").write_text("lonely\n" * 6)
-    table = planted_table()
-    corpus = files_corpus([str(tmp_path / "c.txt")])
-    counts = count_tokens(corpus, Tokenizer(), progress=False)
-    vocab = select_new_tokens(counts, table, VocabOptions(min_count=5))
-    contexts = context_counts(corpus, Tokenizer(), table, vocab.new_tokens, window=5, progress=False)
-    induced = induce_vectors(contexts, table, vocab, InduceOptions())
-    assert induced.tokens == () and induced.unplaced == ("lonely",)
 
 
 def test_integrity_catches_any_bit_change_of_a_frozen_row() -> None:
@@ -182,7 +153,6 @@ def test_demo_table_without_the_demo_extra_says_how_to_install() -> None:
 
 
 def test_shift_score_finds_the_token_used_in_another_cluster(tmp_path: Path) -> None:
-    from planted import CLUSTERS
 
     from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 

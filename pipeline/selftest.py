@@ -1,0 +1,71 @@
+"""The induction self-test: hold out frequent table tokens, induce them as if new, compare with the truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors
+from pipeline.neighbours import nearest_rows
+from pipeline.table import EmbeddingTable
+
+if TYPE_CHECKING:
+    from pipeline.cooccurrence import ContextCounts
+    from pipeline.counts import TokenCounts
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """How well held-out tokens were placed.
+
+    Attributes:
+        size: tokens held out (and placed).
+        mean_cosine: mean cosine of induced to true vectors.
+        recall_at_10: share of held-out tokens whose true row is among the 10 rows nearest their
+            induced vector.
+    """
+
+    size: int
+    mean_cosine: float
+    recall_at_10: float
+
+    def metrics(self) -> dict[str, float]:
+        """As ``induce/selftest_*`` metrics."""
+        return {"induce/selftest_size": float(self.size), "induce/selftest_mean_cosine": self.mean_cosine,
+                "induce/selftest_recall_at_10": self.recall_at_10}
+
+
+def candidates_for_selftest(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
+    """The table tokens a self-test may hold out: frequent in the corpus (they need contexts)."""
+    frequent = fitting_tokens(counts, table, options) or tuple(
+        t for t, n in sorted(counts.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= options.fit_min_count and t in table)
+    return frequent
+
+
+def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
+              options: InduceOptions) -> SelfTest | None:
+    """Hold out ``options.selftest_size`` frequent table tokens (seeded), induce them, and score them.
+
+    The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
+    ``table`` changes. Returns None when the self-test is off or there is nothing to hold out.
+    """
+    pool = [t for t in candidates_for_selftest(counts, table, options) if t in set(contexts.targets)]
+    size = min(options.selftest_size, len(pool) // 2)
+    if size < 1:
+        return None
+    rng = np.random.default_rng(options.seed)
+    held = [pool[i] for i in sorted(rng.choice(len(pool), size=size, replace=False))]
+    induced = induce_vectors(contexts, table, counts, held, options, hidden=held)
+    if not induced.tokens:
+        return None
+    truth = np.asarray(table.matrix[table.indices(induced.tokens)], dtype=np.float64)
+    guess = induced.vectors.astype(np.float64)
+    cosine = (truth * guess).sum(axis=1) / np.maximum(np.linalg.norm(truth, axis=1) * np.linalg.norm(guess, axis=1),
+                                                      1e-12)
+    top, _ = nearest_rows(table, induced.vectors, k=10)
+    rows = table.indices(induced.tokens)
+    recall = float(np.mean([row in hits for row, hits in zip(rows, top, strict=True)]))
+    return SelfTest(len(induced.tokens), float(cosine.mean()), recall)

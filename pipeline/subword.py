@@ -1,0 +1,89 @@
+"""Subword vectors learned from a table, fastText-style: character n-gram vectors whose mean predicts a row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+
+def char_ngrams(token: str, low: int, high: int) -> list[str]:
+    """The character n-grams of ``<token>`` from ``low`` to ``high`` characters (fastText's marks)."""
+    marked = f"<{token}>"
+    return [marked[i : i + n] for n in range(low, high + 1) for i in range(len(marked) - n + 1)]
+
+
+def ngram_matrix(tokens: Sequence[str], index: dict[str, int], low: int, high: int, *,
+                 grow: bool) -> tuple[sp.csr_matrix, npt.NDArray[np.int64]]:
+    """Rows: tokens; columns: n-grams; each row the mean of its distinct n-grams (unknown ones dropped
+    unless ``grow``). Also each row's count of known n-grams."""
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, token in enumerate(tokens):
+        for gram in set(char_ngrams(token, low, high)):
+            j = index.setdefault(gram, len(index)) if grow else index.get(gram)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+    known = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(tokens))
+    weights = (1.0 / np.maximum(known, 1))[rows].astype(np.float32)
+    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(tokens), len(index)))
+    return matrix, known
+
+
+@dataclass(frozen=True)
+class SubwordModel:
+    """n-gram vectors fitted so that the mean of a table token's n-gram vectors is close to its row.
+
+    Attributes:
+        index: n-gram -> row of ``vectors``.
+        vectors: ``(n-grams, dim)`` float32.
+        low: shortest n-gram.
+        high: longest n-gram.
+        iterations: conjugate-gradient iterations the fit took.
+    """
+
+    index: dict[str, int]
+    vectors: npt.NDArray[np.float32]
+    low: int
+    high: int
+    iterations: int
+
+    def predict(self, tokens: Sequence[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Vectors for ``tokens`` (zeros for a token with no known n-gram) and their known n-gram counts."""
+        matrix, known = ngram_matrix(tokens, self.index, self.low, self.high, grow=False)
+        return np.asarray(matrix @ self.vectors, dtype=np.float32), known
+
+
+def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low: int = 3, high: int = 6,
+                ridge: float = 0.1, max_iterations: int = 60, tolerance: float = 1e-3) -> SubwordModel:
+    """Fit n-gram vectors G minimising ||X G - E||^2 + ridge ||Z||^2 in the dual (G = X^T Z).
+
+    Solved by conjugate gradient on ``(X X^T + ridge I) Z = E``, all columns at once with a step size
+    per column: every iteration is two sparse-dense products, never a dense tokens x tokens matrix.
+    """
+    index: dict[str, int] = {}
+    x, _ = ngram_matrix(tokens, index, low, high, grow=True)
+    xt = x.T.tocsr()
+    target = np.asarray(vectors, dtype=np.float32)
+    z = np.zeros_like(target)
+    residual = target.copy()
+    direction = residual.copy()
+    power = (residual * residual).sum(axis=0)
+    start = float(np.sqrt(power.sum()))
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is reported
+        product = x @ (xt @ direction) + ridge * direction
+        step = power / np.maximum((direction * product).sum(axis=0), 1e-30)
+        z += direction * step
+        residual -= product * step
+        new_power = (residual * residual).sum(axis=0)
+        if float(np.sqrt(new_power.sum())) < tolerance * start:
+            break
+        direction = residual + direction * (new_power / np.maximum(power, 1e-30))
+        power = new_power
+    grams = np.asarray(xt @ z, dtype=np.float32)
+    return SubwordModel(index, grams, low, high, iterations)

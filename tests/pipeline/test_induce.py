@@ -1,0 +1,116 @@
+"""Induction methods on planted clusters, their fallbacks, the subword model and the self-test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from planted import CLUSTERS, NEW, Planted, planted_table, write_planted
+
+from pipeline.adapted import append_induced
+from pipeline.cooccurrence import context_counts
+from pipeline.corpus import files_corpus
+from pipeline.counts import TokenCounts, count_tokens
+from pipeline.errors import InputError
+from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors
+from pipeline.neighbours import nearest
+from pipeline.selftest import self_test
+from pipeline.subword import fit_subword
+from pipeline.table import EmbeddingTable
+from pipeline.tokenize import Tokenizer
+
+
+@pytest.fixture
+def planted(tmp_path: Path) -> Planted:
+    return write_planted(tmp_path / "planted")
+
+
+def induce_all(table: EmbeddingTable, corpus_path: Path, tokens: list[str], options: InduceOptions):  # noqa: ANN201
+    corpus = files_corpus([str(corpus_path)])
+    counts = count_tokens(corpus, Tokenizer(), progress=False)
+    targets = tuple(dict.fromkeys([*tokens, *fitting_tokens(counts, table, options)]))
+    contexts = context_counts(corpus, Tokenizer(), table, targets, window=options.window, progress=False)
+    return induce_vectors(contexts, table, counts, tokens, options), contexts, counts
+
+
+@pytest.mark.parametrize("method", ["auto", "alacarte", "mean_context"])
+def test_context_methods_place_new_tokens_near_their_cluster(planted: Planted, method: str) -> None:
+    options = InduceOptions(method=method, window=3, subword_weight=0.0)
+    induced, _, _ = induce_all(planted.table, planted.corpus_path, list(NEW), options)
+    assert set(induced.tokens) == set(NEW) and all(n > 0 for n in induced.contexts)
+    assert set(induced.methods) == {"mean_context" if method == "mean_context" else "alacarte"}
+    near = nearest(append_induced(planted.table, induced).table, list(NEW), k=5)
+    for token, cluster in NEW.items():
+        neighbours = [other for other, _ in near[token]]
+        assert sum(n in CLUSTERS[cluster] for n in neighbours) >= 4, (method, token, neighbours)
+
+
+def test_auto_blends_subword_and_falls_back_to_it_for_rare_contexts(planted: Planted, tmp_path: Path) -> None:
+    text = planted.corpus_path.read_text() + "applez\n" * 5 + "apricots almond anise apple\n" * 5
+    (tmp_path / "c.txt").write_text(text)  # applez: never beside a table token; apricots: among cluster a
+    induced, _, _ = induce_all(planted.table, tmp_path / "c.txt", [*NEW, "applez", "apricots"],
+                               InduceOptions(window=3))
+    methods = dict(zip(induced.tokens, induced.methods, strict=True))
+    assert methods == {"zorblax": "alacarte", "quuxify": "alacarte",  # no n-gram shared with the table
+                       "applez": "subword", "apricots": "alacarte+subword"}
+    vectors = dict(zip(induced.tokens, induced.vectors, strict=True))
+    apple = planted.table.vector("apple")
+    cosine = float(vectors["applez"] @ apple / np.linalg.norm(vectors["applez"]) / np.linalg.norm(apple))
+    assert cosine > 0.5  # shares <ap, app, appl, pple … with apple
+
+
+def test_mean_context_leaves_tokens_without_context_unplaced(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("lonely\n" * 6)
+    induced, _, _ = induce_all(planted_table(), tmp_path / "c.txt", ["lonely"], InduceOptions(method="mean_context"))
+    assert induced.tokens == () and induced.unplaced == ("lonely",)
+
+
+def test_random_is_noise_at_the_table_scale(planted: Planted) -> None:
+    induced, _, _ = induce_all(planted.table, planted.corpus_path, list(NEW), InduceOptions(method="random"))
+    assert induced.methods == ("random", "random")
+    assert 0.5 < induced.vectors.std() / planted.table.matrix.std() < 2
+
+
+def test_too_small_corpus_falls_back_or_fails_when_alacarte_is_forced(
+    planted: Planted, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(0)
+    wide = EmbeddingTable(planted.table.tokens, rng.normal(size=(len(planted.table), 64)).astype(np.float32))
+    with caplog.at_level(logging.WARNING):
+        induced, _, _ = induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(window=3, subword_weight=0))
+    assert set(induced.methods) == {"mean_context"}
+    assert "a la carte needs at least 64 fitting tokens" in caplog.text and "falling back to mean_context" in caplog.text
+    with pytest.raises(InputError, match=r"induce.method=alacarte: a la carte needs at least 64 fitting tokens"):
+        induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(method="alacarte", window=3))
+
+
+def test_bad_options_name_the_key() -> None:
+    with pytest.raises(ValueError, match="induce.window must be at least 1, got 0"):
+        InduceOptions(window=0)
+    with pytest.raises(ValueError, match="induce.method must be one of"):
+        InduceOptions(method="glove")
+    with pytest.raises(ValueError, match="induce.ngram_min must be in 1..ngram_max"):
+        InduceOptions(ngram_min=7, ngram_max=6)
+
+
+def test_subword_model_fits_the_table() -> None:
+    table = planted_table()
+    model = fit_subword(list(table.tokens), np.asarray(table.matrix), ridge=0.01)
+    predicted, known = model.predict(["apricot", "qqqq"])
+    truth = table.vector("apricot")
+    assert float(predicted[0] @ truth / np.linalg.norm(predicted[0]) / np.linalg.norm(truth)) > 0.9
+    assert known[1] == 0 and not predicted[1].any()
+
+
+def test_self_test_holds_out_table_tokens_without_touching_the_table(planted: Planted) -> None:
+    options = InduceOptions(window=3, selftest_size=6, subword_weight=0.0)
+    before = np.array(planted.table.matrix)
+    _, contexts, counts = induce_all(planted.table, planted.corpus_path, list(NEW), options)
+    result = self_test(contexts, planted.table, counts, options)
+    assert result is not None and result.size == 6
+    assert 0.0 <= result.recall_at_10 <= 1.0 and -1.0 <= result.mean_cosine <= 1.0
+    assert result.mean_cosine > 0.5  # cluster words are placed near their cluster, so near themselves
+    np.testing.assert_array_equal(planted.table.matrix, before)
+    assert self_test(contexts, planted.table, TokenCounts({}, 0, 0), options) is None
