@@ -81,7 +81,8 @@ def test_too_small_corpus_falls_back_or_fails_when_alacarte_is_forced(
     with caplog.at_level(logging.WARNING):
         induced, _, _ = induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(window=3, subword_weight=0))
     assert set(induced.methods) == {"mean_context"}
-    assert "a la carte needs at least 64 fitting tokens" in caplog.text and "falling back to mean_context" in caplog.text
+    assert "a la carte needs at least 64 fitting tokens" in caplog.text
+    assert "falling back to mean_context" in caplog.text
     with pytest.raises(InputError, match=r"induce.method=alacarte: a la carte needs at least 64 fitting tokens"):
         induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(method="alacarte", window=3))
 
