@@ -225,8 +225,8 @@ def induce_vectors(
                 labels.append("alacarte")
     unplaced = tuple(t for t, ok in zip(tokens, placed, strict=True) if not ok)
     if unplaced:
-        log.warning("%d new tokens have no context in the table and no known n-gram; they get no vector (e.g. %s)",
-                    len(unplaced), ", ".join(unplaced[:5]))
+        log.warning("%d new tokens could not be placed by %s (no in-table context%s); they get no vector (e.g. %s)",
+                    len(unplaced), method, ", no known n-gram" if subword else "", ", ".join(unplaced[:5]))
     return InducedVectors(
         tokens=tuple(t for t, ok in zip(tokens, placed, strict=True) if ok),
         vectors=vectors[placed].astype(np.float32),
