@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,12 +38,12 @@ class SelfTest:
                 "induce/selftest_recall_at_10": self.recall_at_10}
 
 
-def candidates_for_selftest(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
-    """The table tokens a self-test may hold out: frequent in the corpus (they need contexts)."""
-    frequent = fitting_tokens(counts, table, options) or tuple(
-        t for t, n in sorted(counts.counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        if n >= options.fit_min_count and t in table)
-    return frequent
+def selftest_pool(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
+    """The table tokens a self-test may hold out: seen at least ``fit_min_count`` times (they need
+    contexts), whatever the method; the corpus pass must count their contexts."""
+    if not options.selftest_size:
+        return ()
+    return fitting_tokens(counts, table, dataclasses.replace(options, method="auto"))
 
 
 def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
@@ -52,7 +53,8 @@ def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCount
     The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
     ``table`` changes. Returns None when the self-test is off or there is nothing to hold out.
     """
-    pool = [t for t in candidates_for_selftest(counts, table, options) if t in set(contexts.targets)]
+    counted = set(contexts.targets)
+    pool = [t for t in selftest_pool(counts, table, options) if t in counted]
     size = min(options.selftest_size, len(pool) // 2)
     if size < 1:
         return None

@@ -26,7 +26,7 @@ from pipeline.formats.cache import default_cache_dir
 from pipeline.induce import InducedVectors, fitting_tokens, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
-from pipeline.selftest import self_test
+from pipeline.selftest import self_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 from pipeline.tokenize import Tokenizer
 from pipeline.vocab import DomainVocab, select_new_tokens
@@ -116,7 +116,8 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
                                   options.vocab.shift_skip_common) if general is not None else ()
     fitting = fitting_tokens(counts, base, options.induce)
-    targets = tuple(dict.fromkeys(vocab.new_tokens + fitting + candidates))
+    pool = selftest_pool(counts, base, options.induce)
+    targets = tuple(dict.fromkeys(vocab.new_tokens + fitting + pool + candidates))
     with reading(corpus):  # one pass serves the new tokens, the map's fitting tokens and the shift candidates
         contexts = context_counts(corpus, tokenizer, base, targets, window=options.induce.window,
                                   progress=options.progress)

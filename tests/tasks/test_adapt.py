@@ -271,3 +271,17 @@ def test_git_tags_only_for_the_checkout_the_code_is_in(tmp_path: Path) -> None:
     assert git_tags(tmp_path)["git_dirty"] == "true"
     (tmp_path / "inner").mkdir()
     assert git_tags(tmp_path / "inner") == {}  # an installed package inside another project's checkout
+
+
+def test_each_induction_method_logs_its_self_test(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path
+) -> None:
+    for method in ("auto", "mean_context", "random"):
+        run(compose_adapt([*planted_overrides, f"induce={method}", "induce.window=3", "induce.selftest_size=6",
+                           f"tracking.run_name={method}"]), tmp_path / method)
+    runs = {r.info.run_name: r.data.metrics for r in _runs(tmp_path)}
+    assert set(runs) == {"auto", "mean_context", "random"}
+    for metrics in runs.values():
+        assert metrics["induce/selftest_size"] == 6
+    cosine = {name: m["induce/selftest_mean_cosine"] for name, m in runs.items()}
+    assert cosine["auto"] > cosine["random"] and cosine["mean_context"] > cosine["random"]
