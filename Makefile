@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench-load ui clean
+.PHONY: demo test bench-load bench-corpus bench-quality ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ test: $(VENV)/.installed
 bench-load: $(VENV)/.installed
 	$(BIN)/python -m pip install -q 'gensim>=4.3,<5'
 	$(BIN)/python bench/load.py
+
+bench-corpus: $(VENV)/.installed
+	$(BIN)/python -m pip install -q 'gensim>=4.3,<5'
+	$(BIN)/python bench/corpus.py
+
+bench-quality: $(VENV)/.installed
+	$(BIN)/python -m pip install -q 'gensim>=4.3,<5'
+	sh ../shared/realdata/build.sh
+	$(BIN)/python bench/quality.py
 
 ui: $(VENV)/.installed
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -1,4 +1,4 @@
-"""Counting the corpus's tokens in one streaming pass (tf.data batches, TensorFlow's unique-with-counts)."""
+"""Counting the corpus's tokens in one streaming pass over its tf.data documents."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pipeline.corpus import Corpus
 from pipeline.tokenize import Tokenizer
 
 BATCH_DOCUMENTS = 512
+COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
+COUNT_MAX_PIECES = 1 << 20  # distinct pieces held before they are turned into tokens (about 100 MiB)
 
 
 @dataclass(frozen=True)
@@ -22,38 +24,82 @@ class TokenCounts:
         counts: token -> occurrences.
         total: all token occurrences.
         documents: documents read (including those with no token).
+        replaced: characters that were undecodable bytes, replaced by U+FFFD (or were U+FFFD already).
     """
 
     counts: dict[str, int]
     total: int
     documents: int
+    replaced: int = 0
 
 
 def tokenized(corpus: Corpus, tokenizer: Tokenizer, batch_documents: int = BATCH_DOCUMENTS) -> tf.data.Dataset:
     """The corpus as batches of tokenized documents (``RaggedTensor`` of strings), prefetched."""
     return (
-        corpus.documents()
-        .batch(batch_documents)
+        corpus.batches(batch_documents)
         .map(tokenizer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
 def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True) -> TokenCounts:
-    """Count every token of ``corpus`` in one pass; memory grows with the vocabulary, not the corpus."""
+    """Count every token of ``corpus`` in one pass; memory grows with the vocabulary, not the corpus.
+
+    The documents stream through tf.data, where batches of them are joined and lowercased
+    (:meth:`Tokenizer.prepare`) on TensorFlow's threads; the joined text is cut into pieces and
+    counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the distinct pieces
+    become tokens once the pass is over or when there are many of them (:meth:`Tokenizer.add_pieces`).
+    The tokens are those :meth:`Tokenizer.__call__` gives; :func:`count_tokens_tf` counts through it.
+    The progress bar counts pieces, a close upper bound of the tokens.
+    """
+
+    def prepare(documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        replaced = tf.reduce_sum(tf.strings.length(documents, unit="UTF8_CHAR") - tf.strings.length(
+            tf.strings.regex_replace(documents, "\uFFFD", ""), unit="UTF8_CHAR"))
+        return tokenizer.prepare(documents), tf.size(documents), replaced
+
+    dataset = (
+        corpus.batches(COUNT_BATCH_DOCUMENTS)
+        .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    counts: dict[bytes, int] = {}
+    pieces: Counter[bytes] = Counter()
+    total = 0
+    documents = 0
+    replaced = 0
+    with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
+              leave=False) as bar:
+        for text, n_documents, n_replaced in dataset.as_numpy_iterator():
+            documents += int(n_documents)
+            replaced += int(n_replaced)
+            cut = tokenizer.pieces(text)
+            pieces.update(cut)
+            bar.update(len(cut))
+            if len(pieces) > COUNT_MAX_PIECES:
+                total += tokenizer.add_pieces(pieces, counts)
+                pieces.clear()
+        total += tokenizer.add_pieces(pieces, counts)
+    return TokenCounts({token.decode("utf-8"): n for token, n in counts.items()}, total, documents, replaced)
+
+
+def count_tokens_tf(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True) -> TokenCounts:
+    """:func:`count_tokens` through :meth:`Tokenizer.__call__` and TensorFlow's unique-with-counts (slower)."""
     counts: Counter[bytes] = Counter()
     total = 0
     documents = 0
+
+    def unique(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        flat = batch.flat_values
+        tokens, _, occurrences = tf.unique_with_counts(flat)
+        return tokens, occurrences, tf.size(flat), batch.nrows()
+
+    dataset = tokenized(corpus, tokenizer, COUNT_BATCH_DOCUMENTS).map(unique, num_parallel_calls=tf.data.AUTOTUNE)
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
-        for batch in tokenized(corpus, tokenizer):
-            flat = batch.flat_values
-            documents += int(batch.nrows())
-            if tf.size(flat) == 0:
-                continue
-            unique, _, occurrences = tf.unique_with_counts(flat)
-            counts.update(dict(zip(unique.numpy().tolist(), occurrences.numpy().tolist(), strict=True)))
-            n = int(tf.size(flat))
-            total += n
-            bar.update(n)
+        for tokens, occurrences, n, rows in dataset.as_numpy_iterator():
+            documents += int(rows)
+            counts.update(dict(zip(tokens.tolist(), occurrences.tolist(), strict=True)))
+            total += int(n)
+            bar.update(int(n))
     return TokenCounts({token.decode("utf-8"): n for token, n in counts.items()}, total, documents)

@@ -28,7 +28,7 @@ from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
 from pipeline.selftest import self_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
-from pipeline.tokenize import Tokenizer
+from pipeline.tokenize import Tokenizer, warn_tokenizer_table_mismatch
 from pipeline.vocab import DomainVocab, select_new_tokens
 from tasks.config import AdaptOptions, FilesCorpusConfig, TfdsCorpusConfig
 from tasks.tracking import NullTracker
@@ -94,13 +94,16 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         tracker.log_metrics(stage_metrics)
 
     started = time.perf_counter()
+    tokenizer = Tokenizer(options.tokenizer)  # checks corpus.tokenizer.pattern before any long work
     corpus = open_corpus(options)  # before the table: a bad corpus path fails before a long load
     tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     base = load_table(options.embedding_path, options.load)
     record({"load/rows": len(base), "load/dim": base.dim, "load/seconds": time.perf_counter() - started})
     tracker.set_tags({"base_checksum": base.checksum})
 
-    tokenizer = Tokenizer(options.tokenizer)
+    unproducible = warn_tokenizer_table_mismatch(options.tokenizer, base.tokens)
+    if unproducible is not None:
+        record({"corpus/tokenizer_unproducible_share": unproducible})
     with reading(corpus):
         counts = count_tokens(corpus, tokenizer, progress=options.progress)
     if counts.total == 0:
@@ -125,7 +128,11 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         scored = score_shift(candidates, contexts, base, counts, general)
         vocab = dataclasses.replace(vocab, shifted=select_shifted(scored, options.vocab.shift_top,
                                                                   options.vocab.shift_threshold))
+    if counts.replaced:
+        log.warning("%s: %d undecodable byte sequences were replaced by U+FFFD", ", ".join(corpus.sources[:3]),
+                    counts.replaced)
     record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
+            "corpus/replaced_characters": counts.replaced,
             "corpus/distinct_tokens": len(counts.counts), "vocab/new_tokens": len(vocab.new_tokens),
             "vocab/candidates": vocab.candidates, "vocab/shift_candidates": len(candidates),
             "vocab/shifted_tokens": len(vocab.shifted), "vocab/frozen_rows": vocab.frozen_rows,

@@ -32,15 +32,22 @@ class Corpus:
     make_documents: Callable[[], tf.data.Dataset]
     errors: list[InputError] = field(default_factory=list, compare=False)
 
-    def documents(self) -> tf.data.Dataset:
-        """The documents as a dataset of ``tf.string`` scalars, undecodable bytes replaced by U+FFFD."""
+    def batches(self, size: int) -> tf.data.Dataset:
+        """The documents in batches of ``size`` (``tf.string`` vectors), undecodable bytes replaced by U+FFFD.
+
+        Transcoding a batch at a time costs a tenth of transcoding each document.
+        """
         import tensorflow as tf
 
-        return self.make_documents().map(
+        return self.make_documents().batch(size).map(
             lambda text: tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace"),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
+
+    def documents(self) -> tf.data.Dataset:
+        """The documents one by one (``tf.string`` scalars), undecodable bytes replaced by U+FFFD."""
+        return self.batches(1024).unbatch()
 
 
 @contextmanager

@@ -101,9 +101,12 @@ def test_bad_paths_and_options(tmp_path: Path) -> None:
         files_corpus([str(tmp_path / "a.txt")], unit="page")
 
 
-def test_undecodable_bytes_are_replaced_not_fatal(tmp_path: Path) -> None:
-    (tmp_path / "bad.txt").write_bytes(b"good \xff\xfe words\n")
-    assert counts_of(files_corpus([str(tmp_path / "bad.txt")])) == {"good": 1, "words": 1}
+def test_undecodable_bytes_are_replaced_and_counted_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_bytes(b"good \xff\xfe words\nmore \xc3 text\n")
+    corpus = files_corpus([str(tmp_path / "bad.txt")])
+    counted = count_tokens(corpus, Tokenizer(), progress=False)
+    assert counted.counts == {"good": 1, "words": 1, "more": 1, "text": 1}
+    assert counted.replaced == 3
 
 
 def test_store_as_tfds_once_then_reuse(mixed: Path, tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""Counting tokens: the fast path (joined bytes, Python counting) gives exactly what the Tokenizer gives."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+import pipeline.counts as counts_module
+from pipeline.corpus import files_corpus
+from pipeline.counts import count_tokens, count_tokens_tf
+from pipeline.tokenize import Tokenizer, TokenizerOptions
+
+# Fragments that stress every rule: case (final sigma, dotted I, titlecase, sharp s), inner characters
+# at the ends and inside, digits only, Unicode digits and numbers (Nd, No, Nl), combining marks (not
+# letters: they separate), scripts without case, non-ASCII punctuation, NUL and other control
+# characters, overlong tokens, and characters newer than Python's Unicode tables (U+11F04, Kawi).
+FRAGMENTS = [
+    "Hello", "WORLD", "os.path", "don't", "'quoted'", "__init__", "read-only", "--flag", "-", "'", "_", "...",
+    "3.11", "2024", "1_000", "3-4", "x86_64", "v1.2", "e.g.", "über", "ÜBER", "Straße", "STRASSE", "naïve", "ΟΔΟΣ",
+    "ΟΔΟΣ's",
+    "Σ", "İstanbul", "ǅemal", "Привет", "東京", "हिन्दी", "٣٤٥", "x²", "Ⅻ", "ＡＢＣ", "🙂", "café’s", "’",
+    "\u00a0", "\x00", "\t", "\r", "\x7f", "a" * 41, "b" * 40, "é" * 41, "ü" * 40, "x-" * 30, "\U00011f04",
+    "ⰿ", "Ⱟ", "a\u0301b", "ﬁne", "ＩＤ", "\ufffd",
+]
+SEPARATORS = [" ", " ", " ", ", ", ".", "-", "'", "", "\t", "’", "_"]
+
+
+def varied_text(lines: int, seed: int) -> str:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(lines):
+        words = [rng.choice(FRAGMENTS) + rng.choice(SEPARATORS) for _ in range(rng.randint(0, 12))]
+        out.append("".join(words))
+    return "\n".join(out) + "\n"
+
+
+OPTIONS = [
+    TokenizerOptions(),
+    TokenizerOptions(lowercase=False),
+    TokenizerOptions(inner="_-'."),
+    TokenizerOptions(inner=""),
+    TokenizerOptions(inner="’'"),
+    TokenizerOptions(min_length=3, max_length=6),
+    TokenizerOptions(pattern="[a-zß]+"),
+    TokenizerOptions(lowercase=False, inner="_.", pattern=r"\pL[\pL\pN_.]*", max_length=40),
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=repr)
+def test_fast_count_equals_tokenizer_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           options: TokenizerOptions) -> None:
+    lines = varied_text(400, seed=7).split("\n")[:-1]
+    path = tmp_path / "varied.jsonl"  # JSON Lines: documents may hold NUL, which text files may not
+    path.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines), encoding="utf-8")
+    corpus = files_corpus([str(path)], field="text")
+    tokenizer = Tokenizer(options)
+    reference = count_tokens_tf(corpus, tokenizer, progress=False)
+    # small batches and a low piece limit: many batches, pieces turned into tokens many times
+    monkeypatch.setattr(counts_module, "COUNT_BATCH_DOCUMENTS", 7)
+    monkeypatch.setattr(counts_module, "COUNT_MAX_PIECES", 20)
+    fast = count_tokens(corpus, tokenizer, progress=False)
+    assert fast.counts == reference.counts
+    assert fast.total == reference.total == sum(reference.counts.values())
+    assert fast.documents == reference.documents == 400
+    # and both equal the tokenizer applied line by line
+    direct: Counter[str] = Counter()
+    batch = tokenizer(tf.constant(lines))
+    for row in batch.to_list():
+        direct.update(token.decode("utf-8") for token in row)
+    assert fast.counts == dict(direct)
+
+
+def test_count_sees_unicode_rules() -> None:
+    """A few cases written out, so that a shared mistake of both paths would still show."""
+    tokenizer = Tokenizer()
+    text = "ΟΔΟΣ ΟΔΟΣ's x86_64 3.11 'über' İ \x00Zebra a\u0301b\n"
+    pieces = Counter(tokenizer.pieces(tokenizer.prepare(tf.constant([text])).numpy()))
+    counts: dict[bytes, int] = {}
+    total = tokenizer.add_pieces(pieces, counts)
+    assert {t.decode(): n for t, n in counts.items()} == {
+        "οδος": 1, "οδοσ's": 1, "x86_64": 1, "über": 1, "i": 1, "zebra": 1, "a": 1, "b": 1}
+    assert total == 8
+
+
+def test_empty_and_blank_corpus(tmp_path: Path) -> None:
+    path = tmp_path / "blank.txt"
+    path.write_text("\n  \n... 3.14 --\n", encoding="utf-8")
+    counts = count_tokens(files_corpus([str(path)]), Tokenizer(), progress=False)
+    assert counts.counts == {} and counts.total == 0 and counts.documents == 3
