@@ -23,6 +23,8 @@ import numpy.typing as npt
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 from pipeline.cooccurrence import context_counts  # noqa: E402
 from pipeline.corpus import files_corpus  # noqa: E402
 from pipeline.counts import TokenCounts, count_tokens  # noqa: E402
@@ -85,8 +87,11 @@ def run_gensim(corpus_path: Path, tokenizer: Tokenizer, table: EmbeddingTable, e
     """Word2Vec skip-gram (window 5, 5 negatives, 2 workers) continuing from the table, its rows locked."""
     from gensim.models import Word2Vec
 
-    sentences = [tokenizer.tokenize(line) for line in corpus_path.read_text(encoding="utf-8").splitlines()]
-    sentences = [s for s in sentences if s]
+    lines = corpus_path.read_text(encoding="utf-8").splitlines()
+    sentences = []
+    for start in range(0, len(lines), 8192):  # one TensorFlow call per block of lines, not per line
+        batch = tokenizer(tf.constant(lines[start : start + 8192])).to_list()
+        sentences.extend([t.decode("utf-8") for t in tokens] for tokens in batch if tokens)
     started = time.perf_counter()
     model = Word2Vec(vector_size=table.dim, window=5, sg=1, negative=5, min_count=MIN_COUNT, workers=2, seed=1,
                      epochs=epochs)
