@@ -36,14 +36,13 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from measure import peak_rss_mib, run_json, versions, vm_hwm_mib, warm_page_cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -81,21 +80,8 @@ BIG_CASES = ("ours", "ours_batched", "gensim_file")
 
 
 # -- measurement helpers (children) ------------------------------------------------------------
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (``ru_maxrss`` is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def vm_hwm_mib() -> float | None:
-    """``VmHWM`` of this process (Linux), or None where unavailable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 # -- data generation (child) -------------------------------------------------------------------
@@ -280,33 +266,11 @@ def spawn(action: str, raw_path: Path, tok_path: Path, extra: list[str] | None =
     """Run this script as a child doing ``action``; return the JSON it prints last."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child", action, "--raw", str(raw_path),
                "--tokenized", str(tok_path), *(extra or [])]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"child {action!r} failed with exit code {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(command, action)
 
 
-def warm_page_cache(*paths: Path) -> None:
-    """Read the files once so every run starts with them in the page cache."""
-    buffer = bytearray(1 << 20)
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buffer):
-                pass
 
 
-def versions() -> str:
-    """Python, numpy, gensim and TensorFlow versions, from package metadata (nothing imported)."""
-    from importlib import metadata
-
-    found = [f"Python {platform.python_version()}"]
-    for name in ("numpy", "gensim", "tensorflow"):
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} absent")
-    return ", ".join(found)
 
 
 def label_of(words: int) -> str:

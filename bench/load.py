@@ -30,17 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from measure import peak_rss_mib, run_json, versions, vm_hwm_mib, warm_page_cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -82,21 +81,8 @@ CHILD_RUNS = ("gensim_text", "ours_text", "ours_first", "ours_reload", "ours_rel
 
 
 # -- measurement helpers (children) ------------------------------------------------------------
-def peak_rss_mib() -> float:
-    """This process's peak resident set size so far (``ru_maxrss`` is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def vm_hwm_mib() -> float | None:
-    """``VmHWM`` of this process's address space (Linux), or None where unavailable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def sample(seconds: float, base: float) -> dict[str, float | None]:
@@ -284,33 +270,11 @@ def spawn(args: argparse.Namespace, action: str, cache_dir: Path, ref_dir: Path)
                "--rows", str(args.rows), "--dim", str(args.dim), "--data-dir", str(args.data_dir),
                "--seed", str(args.seed), "--child", action,
                "--cache-dir", str(cache_dir), "--ref-dir", str(ref_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"child {action!r} failed with exit code {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(command, action)
 
 
-def warm_page_cache(*paths: Path) -> None:
-    """Read the files once so every loader starts with them in the page cache (no large buffers)."""
-    buffer = bytearray(1 << 20)
-    for path in paths:
-        with open(path, "rb", buffering=0) as f:
-            while f.readinto(buffer):
-                pass
 
 
-def versions() -> str:
-    """Python, numpy, gensim and TensorFlow versions, from package metadata (nothing imported)."""
-    from importlib import metadata
-
-    found = [f"Python {platform.python_version()}"]
-    for name in ("numpy", "gensim", "tensorflow"):
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} absent")
-    return ", ".join(found)
 
 
 def summarise(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], checks: list[dict[str, Any]],
