@@ -140,7 +140,8 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
 
     induce_started = time.perf_counter()
     induced = induce_vectors(contexts, base, counts, vocab.new_tokens, options.induce)
-    by_method = {f"induce/method_{m}": float(induced.methods.count(m)) for m in sorted(set(induced.methods))}
+    by_method = {f"induce/method_{m.replace('+', '_')}": float(induced.methods.count(m))  # MLflow refuses '+'
+                 for m in sorted(set(induced.methods))}
     record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
             "induce/seconds": time.perf_counter() - induce_started, **by_method})
     if options.induce.selftest_size:

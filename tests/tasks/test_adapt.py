@@ -285,3 +285,14 @@ def test_each_induction_method_logs_its_self_test(
         assert metrics["induce/selftest_size"] == 6
     cosine = {name: m["induce/selftest_mean_cosine"] for name, m in runs.items()}
     assert cosine["auto"] > cosine["random"] and cosine["mean_context"] > cosine["random"]
+
+
+def test_blended_method_counts_reach_mlflow(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], planted: Planted, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "more.txt"
+    corpus.write_text(planted.corpus_path.read_text() + "apricots almond anise apple avocado\n" * 6)
+    run(compose_adapt([*planted_overrides, f"corpus.paths=[{corpus}]"]), tmp_path / "run")
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.data.metrics["induce/method_alacarte_subword"] == 1  # apricots shares n-grams with apricot
+    assert mlrun.data.metrics["induce/method_alacarte"] == 2
