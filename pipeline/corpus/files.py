@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bz2
 import glob
 import hashlib
 import json
@@ -11,11 +10,11 @@ import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from pipeline.corpus.base import Corpus
 from pipeline.errors import InputError
-from pipeline.formats.raw import open_binary
+from pipeline.formats.raw import compression, open_binary
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -56,7 +55,7 @@ def fingerprint_files(files: Sequence[Path], how: str = "") -> str:
     digest = hashlib.sha256(how.encode())
     for path in files:
         try:
-            with _open(path) as f:
+            with open_binary(path) as f:
                 while block := f.read(1 << 20):
                     digest.update(block)
         except (EOFError, OSError, lzma.LZMAError, zlib.error) as err:
@@ -64,27 +63,6 @@ def fingerprint_files(files: Sequence[Path], how: str = "") -> str:
                              hint="the file is damaged; decompress it by hand to find where") from None
         digest.update(b"\0\n")
     return digest.hexdigest()
-
-
-def _compression(path: Path) -> str:
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head.startswith(b"\x1f\x8b"):
-        return "gzip"
-    if head.startswith(b"BZh"):
-        return "bz2"
-    if head.startswith(b"\xfd7zXZ"):
-        return "xz"
-    return ""
-
-
-def _open(path: Path) -> IO[bytes]:
-    kind = _compression(path)
-    if kind == "bz2":
-        return bz2.open(path, "rb")
-    if kind == "xz":
-        return lzma.open(path, "rb")
-    return open_binary(path)
 
 
 def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None = None) -> Corpus:
@@ -105,7 +83,7 @@ def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None 
     files = expand_paths(paths)
     fingerprint = fingerprint_files(files, f"unit={unit};field={field}")  # reads every file whole once
     for path in files:
-        with _open(path) as f:
+        with open_binary(path) as f:
             head = f.read(8192)
         if b"\0" in head:
             raise InputError(path, "looks like a binary file, not text (it holds NUL bytes)",
@@ -136,27 +114,27 @@ def _generated(generator: Callable[[], Iterator[bytes]]) -> tf.data.Dataset:
 def _line_dataset(path: Path) -> tf.data.Dataset:
     import tensorflow as tf
 
-    kind = _compression(path)
+    kind = compression(path)
     if kind in ("", "gzip"):
         return tf.data.TextLineDataset(str(path), compression_type="GZIP" if kind else "")
     return _generated(lambda: _lines(path))
 
 
 def _lines(path: Path) -> Iterator[bytes]:
-    with _open(path) as f:
+    with open_binary(path) as f:
         for line in f:
             yield line.rstrip(b"\r\n")
 
 
 def _file_documents(files: Sequence[Path]) -> Iterator[bytes]:
     for path in files:
-        with _open(path) as f:
+        with open_binary(path) as f:
             yield f.read()
 
 
 def _json_documents(files: Sequence[Path], field: str, errors: list[InputError]) -> Iterator[bytes]:
     for path in files:
-        with _open(path) as f:
+        with open_binary(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue

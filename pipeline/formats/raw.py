@@ -5,17 +5,18 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import InputError
 
-_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+_MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ"}
+_OPENERS: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
 
 
 @dataclass
@@ -34,7 +35,6 @@ class RawRows:
     matrix: npt.NDArray[np.float32]
     first_line: int | None = None
     replaced: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def where(self, row: int) -> tuple[int | None, str]:
         """The line of ``row`` (or None) and a phrase naming it for messages."""
@@ -43,24 +43,23 @@ class RawRows:
         return self.first_line + row, f"line {self.first_line + row}"
 
 
-def open_binary(path: Path) -> IO[bytes]:
-    """Open ``path`` for reading bytes, decompressing gzip, bz2 or xz by their magic bytes."""
+def compression(path: Path) -> str:
+    """``gzip``, ``bz2`` or ``xz`` by the file's magic bytes, or ``""`` for an uncompressed file."""
     with open(path, "rb") as probe:
         head = probe.read(6)
-    if head.startswith(b"\x1f\x8b"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    if head.startswith(b"BZh"):
-        return bz2.open(path, "rb")
-    if head.startswith(b"\xfd7zXZ"):
-        return lzma.open(path, "rb")
-    return open(path, "rb")
+    return next((kind for kind, magic in _MAGIC.items() if head.startswith(magic)), "")
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open ``path`` for reading bytes, decompressing gzip, bz2 or xz by their magic bytes."""
+    kind = compression(path)
+    handle: IO[bytes] = _OPENERS[kind](path, "rb") if kind else open(path, "rb")
+    return handle
 
 
 def is_compressed(path: Path) -> bool:
     """Whether ``path`` starts with a gzip, bz2 or xz magic number."""
-    with open(path, "rb") as probe:
-        head = probe.read(6)
-    return any(head.startswith(magic) for magic in _MAGIC)
+    return bool(compression(path))
 
 
 def decode_token(
