@@ -53,7 +53,7 @@ def compression(path: Path) -> str:
 def open_binary(path: Path) -> IO[bytes]:
     """Open ``path`` for reading bytes, decompressing gzip, bz2 or xz by their magic bytes."""
     kind = compression(path)
-    handle: IO[bytes] = _OPENERS[kind](path, "rb") if kind else open(path, "rb")
+    handle: IO[bytes] = _OPENERS[kind](path, "rb") if kind else open(path, "rb")  # noqa: SIM115 - caller closes
     return handle
 
 
