@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,18 +40,36 @@ class ContextCounts:
     matrix: sp.csr_matrix
     window: int
 
-    def mean_vectors(self, table: EmbeddingTable, tokens: Sequence[str]) -> tuple[
-            npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-        """The mean table vector around each of ``tokens`` (zeros where none) and the context totals.
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """Target token -> its row of ``matrix``."""
+        return {t: i for i, t in enumerate(self.targets)}
+
+    def mean_vectors(self, table: EmbeddingTable, tokens: Sequence[str],
+                     weights: npt.NDArray[np.float64] | None = None) -> tuple[
+            npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The (weighted) mean table vector around each of ``tokens``, zeros where none, and the count
+        of context occurrences behind it.
+
+        Args:
+            table: the table whose rows are the contexts.
+            tokens: target tokens.
+            weights: a weight per table row as a context (0 hides the row); None: all 1.
 
         One sparse product (tokens x table counts, times the table): no loop per occurrence.
         """
-        index = {t: i for i, t in enumerate(self.targets)}
-        rows = self.matrix[[index[t] for t in tokens]]
-        totals = np.asarray(rows.sum(axis=1), dtype=np.float64).ravel()
+        rows = self.matrix[[self.index[t] for t in tokens]]
+        if weights is None:
+            occurrences = np.asarray(rows.sum(axis=1), dtype=np.float64).ravel()
+            totals = occurrences
+        else:
+            shown = sp.diags((weights > 0).astype(np.float32))
+            occurrences = np.asarray((rows @ shown).sum(axis=1), dtype=np.float64).ravel()
+            rows = rows @ sp.diags(weights.astype(np.float32))
+            totals = np.asarray(rows.sum(axis=1), dtype=np.float64).ravel()
         sums = np.asarray(rows @ table.matrix, dtype=np.float64)
         means = np.divide(sums, totals[:, None], out=np.zeros_like(sums), where=totals[:, None] > 0)
-        return means.astype(np.float32), totals
+        return means, occurrences
 
 
 def context_counts(

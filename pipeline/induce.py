@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from pipeline.errors import InputError
 from pipeline.subword import SubwordModel, fit_subword
@@ -123,31 +122,15 @@ def _unit(matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
     return np.asarray(matrix, dtype=np.float64) / np.maximum(norms, 1e-12)
 
 
-class _Contexts:
-    """Weighted context means of target tokens, with some table rows hidden (treated as unknown)."""
-
-    def __init__(self, contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
-                 options: InduceOptions, hidden: npt.NDArray[np.int64]) -> None:
-        self.table = table
-        self.index = {t: i for i, t in enumerate(contexts.targets)}
-        weights = np.ones(len(table), dtype=np.float64)
-        if options.context_weight == "sif":
-            p = np.array([counts.counts.get(t, 0) for t in table.tokens], dtype=np.float64) / max(counts.total, 1)
-            weights = options.sif_a / (options.sif_a + p)
-        weights[hidden] = 0.0
-        self.matrix = contexts.matrix
-        self.weights = sp.diags(weights.astype(np.float32))
-        self.mask = sp.diags((weights > 0).astype(np.float32))
-
-    def means(self, tokens: Sequence[str]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """Weighted mean context vectors and the (unweighted) in-table context counts."""
-        rows = self.matrix[[self.index[t] for t in tokens]]
-        occurrences = np.asarray((rows @ self.mask).sum(axis=1), dtype=np.float64).ravel()
-        weighted = rows @ self.weights
-        totals = np.asarray(weighted.sum(axis=1), dtype=np.float64).ravel()
-        sums = np.asarray(weighted @ self.table.matrix, dtype=np.float64)
-        means = np.divide(sums, totals[:, None], out=np.zeros_like(sums), where=totals[:, None] > 0)
-        return means, occurrences
+def context_weights(table: EmbeddingTable, counts: TokenCounts, options: InduceOptions,
+                    hidden: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Each table row's weight as a context: 1, or SIF's ``a / (a + p)``; 0 for hidden rows."""
+    weights = np.ones(len(table), dtype=np.float64)
+    if options.context_weight == "sif":
+        p = np.array([counts.counts.get(t, 0) for t in table.tokens], dtype=np.float64) / max(counts.total, 1)
+        weights = options.sif_a / (options.sif_a + p)
+    weights[hidden] = 0.0
+    return weights
 
 
 def induce_vectors(
@@ -183,13 +166,13 @@ def induce_vectors(
         scale = float(np.asarray(table.matrix[: min(len(table), 100000)]).std())
         vectors = rng.normal(0.0, scale, (len(tokens), dim)).astype(np.float32)
         return InducedVectors(tuple(tokens), vectors, ("random",) * len(tokens), (0,) * len(tokens), ())
-    ctx = _Contexts(contexts, table, counts, options, hidden_rows)
-    means, occurrences = ctx.means(tokens)
+    weights = context_weights(table, counts, options, hidden_rows)
+    means, occurrences = contexts.mean_vectors(table, tokens, weights)
     enough = occurrences >= (options.min_contexts if options.method in ("auto", "alacarte") else 1)
     method = options.method
     a_map: npt.NDArray[np.float64] | None = None
     if method in ("auto", "alacarte"):
-        a_map = _fit_map(ctx, counts, table, options, set(hidden))
+        a_map = _fit_map(contexts, weights, counts, table, options, set(hidden))
         if a_map is None:
             method = "mean_context"
     context_vectors = means if a_map is None else means @ a_map
@@ -236,11 +219,12 @@ def induce_vectors(
     )
 
 
-def _fit_map(ctx: _Contexts, counts: TokenCounts, table: EmbeddingTable, options: InduceOptions,
-             hidden: set[str]) -> npt.NDArray[np.float64] | None:
+def _fit_map(contexts: ContextCounts, weights: npt.NDArray[np.float64], counts: TokenCounts,
+             table: EmbeddingTable, options: InduceOptions, hidden: set[str]) -> npt.NDArray[np.float64] | None:
     """A la carte's map (``dim x dim``) from context means to vectors, or None (auto) when it cannot be fit."""
-    fit = [t for t in fitting_tokens(counts, table, options) if t not in hidden and t in ctx.index]
-    means, occurrences = ctx.means(fit) if fit else (np.zeros((0, table.dim)), np.zeros(0))
+    fit = [t for t in fitting_tokens(counts, table, options) if t not in hidden and t in contexts.index]
+    means, occurrences = contexts.mean_vectors(table, fit, weights) if fit else (np.zeros((0, table.dim)),
+                                                                                  np.zeros(0))
     keep = occurrences > 0
     fit = [t for t, ok in zip(fit, keep, strict=True) if ok]
     if len(fit) < table.dim:

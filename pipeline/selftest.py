@@ -53,8 +53,7 @@ def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCount
     The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
     ``table`` changes. Returns None when the self-test is off or there is nothing to hold out.
     """
-    counted = set(contexts.targets)
-    pool = [t for t in selftest_pool(counts, table, options) if t in counted]
+    pool = [t for t in selftest_pool(counts, table, options) if t in contexts.index]
     size = min(options.selftest_size, len(pool) // 2)
     if size < 1:
         return None
