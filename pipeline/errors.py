@@ -22,3 +22,13 @@ class InputError(ValueError):
         if hint:
             text += f" ({hint})"
         super().__init__(text.replace("\n", " "))
+
+
+class TrainingDivergedError(RuntimeError):
+    """Fine-tuning's loss stopped being finite; the last good checkpoint is kept."""
+
+    def __init__(self, step: int, loss: float, checkpoint: str | None) -> None:
+        kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint had been written"
+        super().__init__(f"training diverged at step {step}: the loss is {loss}; {kept} (lower train.lr)")
+        self.step = step
+        self.checkpoint = checkpoint

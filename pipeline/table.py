@@ -113,12 +113,15 @@ class EmbeddingTable:
         return self._checksum
 
     # -- growth --------------------------------------------------------------------------------
-    def append(self, tokens: Sequence[str], vectors: npt.NDArray[np.floating]) -> EmbeddingTable:
+    def append(self, tokens: Sequence[str], vectors: npt.NDArray[np.floating],
+               replace: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None = None) -> EmbeddingTable:
         """A new table with ``tokens`` appended as rows; this table's rows keep their indices.
 
         Args:
             tokens: tokens not yet in the table, unique.
             vectors: ``(len(tokens), dim)`` finite values.
+            replace: ``(indices, rows)``: rows of this table that get new values in the new table
+                (trained rows), written with one in-place scatter into the new matrix.
 
         Raises:
             ValueError: a duplicate or existing token, a shape mismatch or a non-finite value.
@@ -147,6 +150,14 @@ class EmbeddingTable:
         matrix = np.empty((len(self) + len(tokens), self.dim), dtype=np.float32)
         matrix[: len(self)] = self._matrix
         matrix[len(self) :] = rows
+        if replace is not None:
+            indices, values = np.asarray(replace[0], dtype=np.int64), np.asarray(replace[1], dtype=np.float32)
+            inside = not len(indices) or 0 <= indices.min() <= indices.max() < len(self)
+            if values.shape != (len(indices), self.dim) or not inside:
+                raise ValueError(f"append: replace needs rows of this table and ({len(indices)}, {self.dim}) values")
+            if not np.isfinite(values).all():
+                raise ValueError("append: a replacing row is not finite")
+            matrix[indices] = values
         return EmbeddingTable([*self._tokens, *tokens], matrix, source=self.source)
 
     def head(self, rows: int) -> EmbeddingTable:

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import __version__
-from pipeline.errors import InputError
+from pipeline.errors import InputError, TrainingDivergedError
 from tasks.config import to_options
 from tasks.tracking import check_reachable, git_tags, tracking_run
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tasks.adapt_stages import AdaptResult
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +55,9 @@ def main(cfg: DictConfig) -> float:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except TrainingDivergedError as err:  # the run is marked FAILED with the step; the last good checkpoint stays
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_DIVERGED)
     return result.metrics["vocab/coverage_after"]
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
 from pipeline.cooccurrence import context_counts
 from pipeline.corpus import Corpus, files_corpus, python_docs_corpus, reading, store_as_tfds, tfds_corpus
-from pipeline.counts import count_tokens
+from pipeline.counts import TokenCounts, count_tokens
 from pipeline.device import select_device
-from pipeline.errors import InputError
+from pipeline.errors import InputError, TrainingDivergedError
 from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
 from pipeline.formats.cache import default_cache_dir
@@ -28,7 +29,11 @@ from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
 from pipeline.selftest import self_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
+from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, warn_tokenizer_table_mismatch
+from pipeline.train.data import extract_windows, training_vocab
+from pipeline.train.loop import fine_tune, make_strategy
+from pipeline.train.rows import TrainedRows
 from pipeline.vocab import DomainVocab, select_new_tokens
 from tasks.config import AdaptOptions, FilesCorpusConfig, TfdsCorpusConfig
 from tasks.tracking import NullTracker
@@ -85,8 +90,12 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         RuntimeError: the integrity check failed; nothing is exported.
     """
     tracker = tracker or NullTracker()
+    # multi_worker must exist before TensorFlow runs any op; the others need the device first
+    strategy = make_strategy("multi_worker", "") if options.train.strategy == "multi_worker" else None
     tf.random.set_seed(options.seed)
     device = select_device(options.device)
+    if strategy is None:
+        strategy = make_strategy(options.train.strategy, device)
     metrics: dict[str, float] = {}
 
     def record(stage_metrics: dict[str, float]) -> None:
@@ -153,7 +162,11 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     tracker.log_artifact(out_dir / "vocab.tsv")
     tracker.log_table(report, "vocab.json")
 
-    adapted = append_induced(base, induced)
+    trained = None
+    if options.train.objective != "none":
+        trained = train_stage(options, corpus, tokenizer, base, vocab, induced, counts, out_dir,
+                              strategy=strategy, tracker=tracker, record=record)
+    adapted = append_induced(base, induced, trained)
     integrity = check_integrity(base, adapted)
     record(integrity.metrics())
     if options.evaluate.integrity and not integrity.ok:
@@ -182,6 +195,39 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         tracker.log_artifact(path)
     tracker.log_artifacts(out_dir / "export", "export")
     return AdaptResult(adapted, metrics, manifest, exports, neighbours)
+
+
+def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
+                vocab: DomainVocab, induced: InducedVectors, counts: TokenCounts, out_dir: Path, *,
+                strategy: tf.distribute.Strategy, tracker: NullTracker,
+                record: Callable[[dict[str, float]], None]) -> TrainedRows | None:
+    """Fine-tune the new and shifted rows under ``<out_dir>/train``; None when there is nothing to train.
+
+    Raises:
+        TrainingDivergedError: the loss stopped being finite (``train/diverged_step`` is logged first).
+    """
+    shifted = [s.token for s in vocab.shifted]
+    if not induced.tokens and not shifted:
+        log.warning("train: nothing to train (no new or shifted rows were chosen); fine-tuning skipped")
+        record({"train/trainable_rows": 0.0})
+        return None
+    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts)
+    directory = out_dir / "train"
+    with reading(corpus):
+        windows = extract_windows(corpus, tokenizer, rows, window=options.train.window,
+                                  heldout=options.train.heldout, directory=directory, progress=options.progress)
+    try:
+        trained = fine_tune(rows, windows, options.train, directory=directory, seed=options.seed, strategy=strategy,
+                            on_metrics=tracker.log_metrics, progress=options.progress)
+    except TrainingDivergedError as err:
+        record({"train/diverged_step": float(err.step)})
+        raise
+    record({**trained.metrics, "train/windows": float(len(windows.train)),
+            "train/heldout_windows": float(len(windows.heldout))})
+    if trained.checkpoint:  # the latest checkpoint: its index, its data shards, and the manager's state file
+        for path in sorted(Path(trained.checkpoint).parent.glob(Path(trained.checkpoint).name + ".*")):
+            tracker.log_artifact(path, "checkpoint")
+    return trained
 
 
 def vocab_report(vocab: DomainVocab, induced: InducedVectors) -> dict[str, list[Any]]:
@@ -238,6 +284,11 @@ def summary(result: AdaptResult, out_dir: Path, run_id: str | None, uri: str | N
         f"frozen rows unchanged: max |diff| = {m['integrity/frozen_max_abs_diff']})",
         f"coverage of corpus tokens: {m['vocab/coverage_before']:.1%} -> {m['vocab/coverage_after']:.1%}",
     ]
+    if m.get("train/steps"):
+        lines.append(f"fine-tuning: {int(m['train/trainable_rows']):,} rows, {int(m['train/steps']):,} steps"
+                     + (f", held-out loss {m['train/heldout_loss_initial']:.4f} -> {m['train/heldout_loss_best']:.4f}"
+                        if "train/heldout_loss_best" in m and "train/heldout_loss_initial" in m else "")
+                     + (" (stopped early)" if m.get("train/stopped_early") else ""))
     for token, rows in result.neighbours.items():
         lines.append(f"  {token:>16}: " + ", ".join(other for other, _ in rows[:6]))
     lines.append(f"outputs: {out_dir}")

@@ -21,6 +21,7 @@ from pipeline.export import check_formats
 from pipeline.formats import LoadOptions
 from pipeline.induce import InduceOptions
 from pipeline.tokenize import TokenizerOptions
+from pipeline.train.options import TrainOptions
 from pipeline.vocab import VocabOptions
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -53,6 +54,7 @@ EmbeddingConfig = schema_of(LoadOptions, "EmbeddingConfig", exclude=("progress",
 TokenizerConfig = schema_of(TokenizerOptions, "TokenizerConfig")
 VocabConfig = schema_of(VocabOptions, "VocabConfig")
 InduceConfig = schema_of(InduceOptions, "InduceConfig")
+TrainConfig = schema_of(TrainOptions, "TrainConfig")
 
 
 @dataclass
@@ -96,13 +98,6 @@ class PythonDocsCorpusConfig(CorpusConfig):
 
 
 @dataclass
-class TrainConfig:
-    """``train=none``: no fine-tuning; the induced vectors are the result."""
-
-    objective: str = "none"
-
-
-@dataclass
 class EvaluateConfig:
     """What the run checks and shows after adaptation."""
 
@@ -137,7 +132,7 @@ class AdaptConfig:
     corpus: Any = MISSING
     vocab: VocabConfig = MISSING  # type: ignore[valid-type]
     induce: InduceConfig = MISSING  # type: ignore[valid-type]
-    train: TrainConfig = MISSING
+    train: TrainConfig = MISSING  # type: ignore[valid-type]
     evaluate: EvaluateConfig = MISSING
     export: ExportConfig = MISSING
     tracking: TrackingConfig = MISSING
@@ -170,7 +165,7 @@ class AdaptOptions:
     tokenizer: TokenizerOptions
     vocab: VocabOptions
     induce: InduceOptions
-    train: TrainConfig
+    train: TrainOptions
     evaluate: EvaluateConfig
     export_formats: tuple[str, ...]
     tracking: TrackingConfig
@@ -229,8 +224,6 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
     if obj.evaluate.neighbours < 1 or obj.evaluate.show < 0:
         raise ValueError(f"evaluate.neighbours must be >= 1 and evaluate.show >= 0, got "
                          f"{obj.evaluate.neighbours} and {obj.evaluate.show}")
-    if obj.train.objective != "none":
-        raise ValueError(f"train.objective must be none (fine-tuning is not built yet), got {obj.train.objective!r}")
     if obj.tracking.enabled and not obj.tracking.experiment.strip():
         raise ValueError("tracking.experiment must name an experiment, got ''")
     if obj.tracking.connect_timeout <= 0:
@@ -243,7 +236,7 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
         tokenizer=_options(TokenizerOptions, obj.corpus.tokenizer),
         vocab=_options(VocabOptions, obj.vocab),
         induce=_options(InduceOptions, obj.induce),
-        train=obj.train,
+        train=_options(TrainOptions, obj.train),
         evaluate=obj.evaluate,
         export_formats=tuple(obj.export.formats),
         tracking=obj.tracking,

@@ -1,0 +1,267 @@
+"""Training inputs: the rows that train and the rows they see, the windows around every trainable
+occurrence (one corpus pass, kept on disk), and the deterministic, resumable stream of pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+from tqdm import tqdm
+
+from pipeline.corpus import Corpus
+from pipeline.counts import TokenCounts, tokenized
+from pipeline.table import EmbeddingTable
+from pipeline.tokenize import Tokenizer
+
+CHUNK_WINDOWS = 32768  # windows turned into pairs (and shuffled) together
+UNIGRAM_TABLE = 1 << 20  # cells of the negative-sampling table (word2vec's is 1e8; 1M keeps it cache-sized)
+HELDOUT_PAIRS = 65536  # most held-out pairs scored per evaluation
+_HASH = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True)
+class TrainingVocab:
+    """The rows training works on, renumbered: trainable tokens first, then every other corpus token
+    with a vector (the contexts). Training never touches the full table: it gathers these rows once.
+
+    Attributes:
+        tokens: local id -> token.
+        trainable: how many leading local ids are trainable rows.
+        anchored: per trainable row, whether it is anchored to its pretrained value (shifted tokens).
+        vectors: ``(len(tokens), dim)`` float32 starting values: induced vectors for new tokens,
+            pretrained rows for the others.
+        counts: corpus count per local id.
+    """
+
+    tokens: tuple[str, ...]
+    trainable: int
+    anchored: npt.NDArray[np.bool_]
+    vectors: npt.NDArray[np.float32]
+    counts: npt.NDArray[np.int64]
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Token -> local id."""
+        return {t: i for i, t in enumerate(self.tokens)}
+
+
+def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors: npt.NDArray[np.float32],
+                   shifted: Sequence[str], counts: TokenCounts) -> TrainingVocab:
+    """Trainable rows (new tokens, then shifted table tokens) and the corpus's other table tokens as contexts."""
+    trainable = [*new_tokens, *shifted]
+    taken = set(trainable)
+    others = [t for t, n in counts.counts.items() if n > 0 and t not in taken and t in base]
+    others.sort(key=base.index_of)  # table order: reads of the base matrix go forward
+    rows = base.indices(others)
+    vectors = np.empty((len(trainable) + len(others), base.dim), dtype=np.float32)
+    vectors[: len(new_tokens)] = new_vectors
+    vectors[len(new_tokens): len(trainable)] = base.matrix[base.indices(shifted)] if shifted else 0
+    vectors[len(trainable):] = base.matrix[rows] if len(rows) else 0
+    tokens = (*trainable, *others)
+    anchored = np.zeros(len(trainable), dtype=bool)
+    anchored[len(new_tokens):] = True
+    local_counts = np.fromiter((counts.counts.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
+    return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The context window around every occurrence of a trainable token, as local ids.
+
+    Row ``i`` is ``[centre, context at -w, ..., context at -1, context at +1, ..., context at +w]``;
+    ``-1`` marks a position outside the document or a token without a vector.
+
+    Attributes:
+        train: windows of the training documents (a memory map of a file under the run directory).
+        heldout: windows of the held-out documents.
+        window: ``w``.
+    """
+
+    train: npt.NDArray[np.int32]
+    heldout: npt.NDArray[np.int32]
+    window: int
+
+    @property
+    def offsets(self) -> npt.NDArray[np.int64]:
+        """The position offset of each context column."""
+        w = self.window
+        return np.array([*range(-w, 0), *range(1, w + 1)], dtype=np.int64)
+
+
+def _heldout_documents(document: npt.NDArray[np.int64], share: float) -> npt.NDArray[np.bool_]:
+    """Whether each document (by its index in the corpus) is held out: a fixed hash, not a random draw."""
+    if share <= 0:
+        return np.zeros(len(document), dtype=bool)
+    with np.errstate(over="ignore"):
+        mixed = (document.astype(np.uint64) + np.uint64(1)) * _HASH
+    return (mixed >> np.uint64(40)).astype(np.float64) / float(1 << 24) < share
+
+
+def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, *, window: int, heldout: float,
+                    directory: Path, progress: bool = True) -> Windows:
+    """One pass over ``corpus``: the window around each trainable occurrence, written to ``directory``.
+
+    Memory stays flat in the corpus size: windows go to disk a batch at a time and come back as
+    memory maps. Held-out documents are chosen by a hash of their index (deterministic).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = tf.constant(list(vocab.tokens), dtype=tf.string)
+    lookup = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(vocab.tokens), dtype=tf.int32)), default_value=-1)
+
+    def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        return lookup.lookup(batch.flat_values), batch.value_rowids(), batch.nrows()
+
+    width = 2 * window + 1
+    paths = {"train": directory / "windows.train.i32", "heldout": directory / "windows.heldout.i32"}
+    sizes = dict.fromkeys(paths, 0)
+    offsets = np.array([*range(-window, 0), *range(1, window + 1)], dtype=np.int64)
+    first_document = 0
+    dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    with (open(paths["train"], "wb") as train_file, open(paths["heldout"], "wb") as heldout_file,
+          tqdm(desc=f"windows {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
+               leave=False) as bar):
+        for local, document, n_documents in dataset.as_numpy_iterator():
+            bar.update(len(local))
+            document = document + first_document
+            first_document += int(n_documents)
+            centres = np.flatnonzero((local >= 0) & (local < vocab.trainable))
+            if not len(centres):
+                continue
+            rows = np.full((len(centres), width), -1, dtype=np.int32)
+            rows[:, 0] = local[centres]
+            for column, offset in enumerate(offsets, 1):
+                other = centres + offset
+                inside = (other >= 0) & (other < len(local))
+                here = np.flatnonzero(inside)
+                same = document[centres[here]] == document[other[here]]
+                rows[here[same], column] = local[other[here[same]]]
+            held = _heldout_documents(document[centres], heldout)
+            for name, part, handle in (("train", rows[~held], train_file), ("heldout", rows[held], heldout_file)):
+                handle.write(np.ascontiguousarray(part).tobytes())
+                sizes[name] += len(part)
+
+    def mapped(name: str) -> npt.NDArray[np.int32]:
+        if not sizes[name]:
+            return np.zeros((0, width), dtype=np.int32)
+        return np.memmap(paths[name], dtype=np.int32, mode="r", shape=(sizes[name], width))
+
+    return Windows(mapped("train"), mapped("heldout"), window)
+
+
+def keep_probabilities(counts: npt.NDArray[np.int64], sample: float) -> npt.NDArray[np.float64]:
+    """word2vec's subsampling: the chance that an occurrence of each local id is kept."""
+    if sample <= 0:
+        return np.ones(len(counts))
+    f = counts / max(int(counts.sum()), 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (np.sqrt(f / sample) + 1) * sample / f
+    return np.minimum(np.nan_to_num(keep, nan=1.0, posinf=1.0), 1.0)
+
+
+def unigram_table(counts: npt.NDArray[np.int64], size: int = UNIGRAM_TABLE) -> npt.NDArray[np.int32]:
+    """word2vec's negative-sampling table: local ids repeated in proportion to count ** 0.75."""
+    weights = counts.astype(np.float64) ** 0.75
+    if not weights.sum():
+        return np.zeros(1, dtype=np.int32)
+    edges = np.cumsum(weights) / weights.sum()
+    return np.searchsorted(edges, (np.arange(size) + 0.5) / size).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the pair stream is: the epoch, the chunk of windows within it, the batch within the chunk."""
+
+    epoch: int = 0
+    chunk: int = 0
+    batch: int = 0
+
+
+START = Position()
+
+
+class WindowStream:
+    """SGNS input: every epoch a seeded permutation of the windows, cut into chunks; in each chunk,
+    word2vec's subsampling and dynamic window mask the contexts, and the windows are shuffled.
+
+    A batch is ``(centres, contexts)``: ``batch_size`` centre ids and their ``(batch_size, 2 * window)``
+    context ids, ``-1`` where a context is masked. A step gathers each centre once for all its pairs.
+    Every batch is a pure function of (seed, epoch, chunk, batch), so a run resumed from a
+    :class:`Position` sees exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, windows: Windows, keep: npt.NDArray[np.float64], *, batch_size: int, epochs: int,
+                 seed: int) -> None:
+        self.windows = windows
+        self.keep = keep
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.seed = seed
+        self.chunks = -(-len(windows.train) // CHUNK_WINDOWS)
+
+    def chunk_windows(self, windows: npt.NDArray[np.int32], rng: np.random.Generator) -> tuple[
+            npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """Some windows with their contexts masked (subsampling, each centre's drawn width), shuffled;
+        windows left without a context are dropped."""
+        w = self.windows.window
+        centre = windows[:, 0]
+        context = windows[:, 1:]
+        width = rng.integers(1, w + 1, size=len(windows))
+        near = np.abs(self.windows.offsets)[None, :] <= width[:, None]
+        kept_centre = rng.random(len(windows)) < self.keep[centre]
+        kept_context = rng.random(context.shape) < self.keep[np.maximum(context, 0)]
+        use = near & kept_context & (context >= 0) & kept_centre[:, None]
+        masked = np.where(use, context, -1).astype(np.int32)
+        order = rng.permutation(np.flatnonzero(use.any(axis=1)))
+        return centre[order], masked[order]
+
+    def expected_windows(self) -> float:
+        """The expected number of windows kept in one epoch (plans the learning-rate decay)."""
+        w = self.windows.window
+        p_near = (w - np.abs(self.windows.offsets) + 1) / w  # P(width >= |offset|) for a width uniform in 1..w
+        total = 0.0
+        for start in range(0, len(self.windows.train), CHUNK_WINDOWS):
+            block = np.asarray(self.windows.train[start: start + CHUNK_WINDOWS])
+            context = block[:, 1:]
+            keep_context = np.where(context >= 0, self.keep[np.maximum(context, 0)], 0.0) * p_near[None, :]
+            none_kept = np.prod(1.0 - keep_context, axis=1)
+            total += float((self.keep[block[:, 0]] * (1.0 - none_kept)).sum())
+        return total
+
+    def planned_steps(self) -> int:
+        """The steps of all epochs, planned from the expected windows (at least 1)."""
+        return max(1, round(self.epochs * (self.expected_windows() / self.batch_size + 0.5 * self.chunks)))
+
+    def batches(self, start: Position = START) -> Iterator[tuple[tuple[npt.NDArray[np.generic], ...], Position]]:
+        """``(centres, contexts)`` and the position after each batch, from ``start`` to the end of the last epoch."""
+        for epoch in range(start.epoch, self.epochs):
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows.train))
+            first_chunk = start.chunk if epoch == start.epoch else 0
+            for chunk in range(first_chunk, self.chunks):
+                picked = np.sort(order[chunk * CHUNK_WINDOWS: (chunk + 1) * CHUNK_WINDOWS])
+                rng = np.random.default_rng([self.seed, epoch, chunk])
+                centres, contexts = self.chunk_windows(np.asarray(self.windows.train[picked]), rng)
+                n_batches = -(-len(centres) // self.batch_size)
+                first = start.batch if (epoch, chunk) == (start.epoch, start.chunk) else 0
+                for b in range(first, n_batches):
+                    cut = slice(b * self.batch_size, (b + 1) * self.batch_size)
+                    after = Position(epoch, chunk, b + 1) if b + 1 < n_batches else (
+                        Position(epoch, chunk + 1, 0) if chunk + 1 < self.chunks else Position(epoch + 1, 0, 0))
+                    yield (centres[cut], contexts[cut]), after
+
+    def heldout_pairs(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """A fixed sample of held-out pairs (full window, no subsampling), at most :data:`HELDOUT_PAIRS`."""
+        held = np.asarray(self.windows.heldout)
+        if not len(held):
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+        which, column = np.nonzero(held[:, 1:] >= 0)
+        centres, contexts = held[which, 0], held[which, 1 + column]
+        if len(centres) > HELDOUT_PAIRS:
+            pick = np.sort(np.random.default_rng([self.seed, 1 << 30]).choice(len(centres), HELDOUT_PAIRS,
+                                                                               replace=False))
+            centres, contexts = centres[pick], contexts[pick]
+        return centres, contexts

@@ -1,0 +1,98 @@
+"""What fine-tuning does: the objective, its inputs, the optimizer, and the loop's cadence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OBJECTIVES = ("none", "sgns", "glove")
+CONTEXTS = ("frozen", "learned")
+OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How the trainable rows (new and shifted tokens) are fine-tuned; every other row stays frozen.
+
+    Attributes:
+        objective: ``sgns`` (skip-gram with negative sampling over the pairs whose centre is a
+            trainable row), ``glove`` (Mittens: weighted least squares on the trainable rows'
+            co-occurrence counts, held sparse), or ``none`` (the induced vectors are the result).
+        context: ``frozen`` (context vectors are the pretrained rows, never changed) or ``learned``
+            (a context table initialised from the rows of the corpus's tokens and trained with them;
+            the exported table still holds only the word vectors).
+        optimizer: ``sgd``, ``adagrad``, ``adam`` or ``adamw`` (Keras optimizers over the trainable
+            rows only: their slots are trainable-rows x dim, never table-sized).
+        lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps.
+        min_lr: the learning rate at the last planned step.
+        weight_decay: ``adamw``'s decoupled weight decay (trainable rows only).
+        batch_size: (centre, context) pairs per step (``glove``: co-occurrence cells per step).
+        epochs: passes over the training pairs.
+        window: context tokens on each side of a centre (word2vec's dynamic window: each centre
+            draws its own width in ``1..window``).
+        negatives: negative contexts per pair, drawn from the corpus unigram distribution ** 0.75.
+        sample: word2vec's subsampling threshold (frequent tokens are dropped as centres and
+            contexts with probability ``1 - (sqrt(f / sample) + 1) * sample / f``); 0: none.
+        anchor_mu: a shifted row pays ``anchor_mu * ||w - w_pretrained||^2`` per occurrence (new rows
+            are not anchored: they start from their induced vectors).
+        heldout: share of documents held out for the held-out loss (0: no held-out loss, no early stop).
+        eval_every: steps between held-out evaluations (0: once per epoch).
+        patience: evaluations without a better held-out loss before training stops (0: never
+            stops early); the rows of the best evaluation are the result.
+        checkpoint_every: steps between checkpoints (a checkpoint is also written at the end).
+        keep_checkpoints: checkpoints kept on disk.
+        resume: continue from the run directory's last checkpoint when there is one.
+        log_every: steps between step metrics (loss, learning rate, pairs/s).
+        strategy: ``default`` (one device), ``mirrored`` (every local device) or ``multi_worker``
+            (hosts listed in ``TF_CONFIG``).
+        x_max: ``glove``: counts at or above it weigh 1.
+        alpha: ``glove``: the weight is ``(count / x_max) ** alpha`` below ``x_max``.
+    """
+
+    objective: str = "sgns"
+    context: str = "frozen"
+    optimizer: str = "adam"
+    lr: float = 0.001
+    min_lr: float = 0.0
+    weight_decay: float = 0.004
+    batch_size: int = 1024
+    epochs: int = 5
+    window: int = 5
+    negatives: int = 5
+    sample: float = 1e-3
+    anchor_mu: float = 0.1
+    heldout: float = 0.05
+    eval_every: int = 0
+    patience: int = 2
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    resume: bool = True
+    log_every: int = 50
+    strategy: str = "default"
+    x_max: float = 100.0
+    alpha: float = 0.75
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("objective", OBJECTIVES), ("context", CONTEXTS), ("optimizer", OPTIMIZERS),
+                              ("strategy", STRATEGIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr must be positive, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"train.min_lr must be in 0..train.lr ({self.lr}), got {self.min_lr}")
+        for name in ("batch_size", "epochs", "window", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("negatives", "eval_every", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("sample", "anchor_mu", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.heldout < 0.5:
+            raise ValueError(f"train.heldout must be a share in [0, 0.5), got {self.heldout}")
+        if self.objective == "sgns" and self.negatives < 1:
+            raise ValueError(f"train.negatives must be at least 1 for sgns, got {self.negatives}")
+        if not self.x_max > 0 or not self.alpha > 0:
+            raise ValueError(f"train.x_max and train.alpha must be positive, got {self.x_max} and {self.alpha}")

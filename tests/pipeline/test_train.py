@@ -1,0 +1,217 @@
+"""Fine-tuning: only trainable rows move, whatever the optimizer; repeated indices; resume; divergence."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from planted import NEW, planted_table, write_planted
+
+from pipeline.adapted import append_induced
+from pipeline.corpus import files_corpus
+from pipeline.counts import TokenCounts, count_tokens
+from pipeline.errors import InputError, TrainingDivergedError
+from pipeline.induce import InducedVectors
+from pipeline.integrity import check_integrity
+from pipeline.table import EmbeddingTable
+from pipeline.tokenize import Tokenizer
+from pipeline.train.data import TrainingVocab, Windows, extract_windows, training_vocab
+from pipeline.train.loop import fine_tune, make_strategy, sum_duplicates
+from pipeline.train.objectives import window_sgns_loss
+from pipeline.train.options import OPTIMIZERS, TrainOptions
+
+UNUSED_ROWS = 2000  # table rows the corpus never uses: the table is much larger than what training reads
+SHIFTED = ["apple", "the"]  # "the" is a context in nearly every window
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    base: EmbeddingTable
+    induced: InducedVectors
+    counts: TokenCounts
+    vocab: TrainingVocab
+    windows: Windows
+    directory: Path
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    planted = write_planted(tmp_path / "data")
+    table = planted_table()
+    rng = np.random.default_rng(5)
+    base = table.append([f"unused{i}" for i in range(UNUSED_ROWS)],
+                        rng.normal(0, 1, (UNUSED_ROWS, table.dim)).astype(np.float32))
+    corpus = files_corpus([str(planted.corpus_path)])
+    counts = count_tokens(corpus, Tokenizer(), progress=False)
+    induced = InducedVectors(tuple(NEW), rng.normal(0, 1, (len(NEW), base.dim)).astype(np.float32),
+                             ("random",) * len(NEW), (0,) * len(NEW), ())
+    vocab = training_vocab(base, induced.tokens, induced.vectors, SHIFTED, counts)
+    windows = extract_windows(corpus, Tokenizer(), vocab, window=3, heldout=0.2, directory=tmp_path / "train",
+                              progress=False)
+    return Setup(base, induced, counts, vocab, windows, tmp_path / "train")
+
+
+def train(setup: Setup, name: str = "run", **changes: object) -> tuple[np.ndarray, dict[str, float], Path]:
+    options = dataclasses.replace(TrainOptions(window=3, batch_size=16, epochs=3, checkpoint_every=5, sample=0.0,
+                                               log_every=1, lr=0.05), **changes)
+    directory = setup.directory / name
+    trained = fine_tune(setup.vocab, setup.windows, options, directory=directory, seed=0,
+                        strategy=make_strategy("default", "/CPU:0"), progress=False)
+    return trained.vectors, trained.metrics, directory
+
+
+def test_training_vocab_puts_trainable_rows_first_and_reads_only_corpus_rows(setup: Setup) -> None:
+    vocab = setup.vocab
+    assert vocab.tokens[: vocab.trainable] == (*NEW, *SHIFTED)
+    assert vocab.anchored.tolist() == [False] * len(NEW) + [True] * len(SHIFTED)
+    assert not any(t.startswith("unused") for t in vocab.tokens)  # rows the corpus never uses are not read
+    row = vocab.index["cello"]
+    assert np.array_equal(vocab.vectors[row], setup.base.vector("cello"))
+    assert vocab.counts[row] == setup.counts.counts["cello"]
+
+
+def test_windows_hold_each_trainable_occurrence_with_its_neighbours(setup: Setup) -> None:
+    windows = setup.windows
+    total = sum(setup.counts.counts[t] for t in (*NEW, *SHIFTED))
+    assert len(windows.train) + len(windows.heldout) == total
+    assert 0 < len(windows.heldout) < len(windows.train)
+    assert set(np.unique(windows.train[:, 0])) <= set(range(setup.vocab.trainable))
+    assert (windows.train[:, 1:] >= -1).all() and (windows.train[:, 1:] < len(setup.vocab.tokens)).all()
+
+
+@pytest.mark.parametrize("context", ["frozen", "learned"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_only_trainable_rows_move_for_every_optimizer(setup: Setup, optimizer: str, context: str) -> None:
+    # frozen rows ("of", "and", cluster words) are contexts in every batch; Adam's moments, Adagrad's
+    # accumulators and AdamW's decay would move them if they were in any optimized variable
+    vectors, metrics, directory = train(setup, optimizer=optimizer, context=context, heldout=0.0,
+                                        weight_decay=0.1)
+    assert metrics["train/steps"] > 5 and metrics["train/frozen_max_abs_diff"] == 0.0
+    k = setup.vocab.trainable
+    assert not np.allclose(vectors, setup.vocab.vectors[:k])  # the trainable rows did move
+    adapted = append_induced(setup.base, setup.induced, _trained(setup, vectors))
+    report = check_integrity(setup.base, adapted)
+    assert report.ok and report.frozen_changed_rows == 0
+    assert adapted.trained_rows == tuple(setup.base.index_of(t) for t in SHIFTED)
+    frozen = np.ones(len(setup.base), dtype=bool)
+    frozen[list(adapted.trained_rows)] = False
+    assert np.array_equal(adapted.table.matrix[: len(setup.base)][frozen].view(np.uint32),
+                          setup.base.matrix[frozen].view(np.uint32))
+    for token, row in zip(SHIFTED, adapted.trained_rows, strict=True):
+        assert not np.array_equal(adapted.table.matrix[row], setup.base.vector(token))
+    # no variable in the checkpoint is table-sized: optimizer slots are trainable-rows x dim
+    shapes = dict(tf.train.list_variables(str(directory / "checkpoints")))
+    assert max(shape[0] for shape in shapes.values() if shape) <= len(setup.vocab.tokens) < len(setup.base)
+    slots = [shape for name, shape in shapes.items() if "optimizer" in name and len(shape) == 2]
+    assert bool(slots) == (optimizer != "sgd")  # plain SGD keeps no state
+    assert all(shape[0] in (k, len(setup.vocab.tokens)) for shape in slots)
+
+
+def _trained(setup: Setup, vectors: np.ndarray):  # noqa: ANN202
+    from pipeline.train.rows import TrainedRows
+
+    return TrainedRows(setup.vocab.tokens[: setup.vocab.trainable], vectors, {})
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_repeated_centres_in_a_batch_sum_their_gradients(optimizer: str) -> None:
+    # the sparse path (tf.gather -> IndexedSlices -> sum_duplicates -> Keras optimizer) against the same
+    # loss through a dense one-hot product: a lost duplicate update would make them differ (without
+    # sum_duplicates, Keras' Adagrad, Adam and AdamW keep one of the repeated slices)
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.5, (4, 8)).astype(np.float32)
+    contexts = tf.constant(rng.normal(0, 0.5, (6, 8)).astype(np.float32))
+    centres = tf.constant([1, 1, 1, 2, 1], dtype=tf.int32)
+    ids = tf.constant(rng.integers(-1, 6, (5, 4)).astype(np.int32))
+    pool = tf.gather(contexts, [0, 3, 5])
+    mask = tf.cast(ids >= 0, tf.float32)
+
+    def updated(dense: bool) -> np.ndarray:
+        rows = tf.Variable(start)
+        opt = {"sgd": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad, "adam": keras.optimizers.Adam,
+               "adamw": keras.optimizers.AdamW}[optimizer](0.1)
+        for _ in range(3):
+            with tf.GradientTape() as tape:
+                w = tf.one_hot(centres, 4) @ rows if dense else tf.gather(rows, centres)
+                loss = tf.reduce_sum(window_sgns_loss(w, tf.gather(contexts, tf.maximum(ids, 0)), mask, pool, 5.0))
+            grad = tape.gradient(loss, [rows])
+            assert isinstance(grad[0], tf.IndexedSlices) != dense
+            opt.apply_gradients(zip(map(sum_duplicates, grad), [rows], strict=True))
+        return rows.numpy()
+
+    sparse, dense = updated(False), updated(True)
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(sparse[1], start[1])
+
+
+def test_held_out_loss_falls_and_the_best_rows_are_kept(setup: Setup) -> None:
+    _, metrics, _ = train(setup, epochs=6, patience=0)
+    assert metrics["train/heldout_loss_best"] < metrics["train/heldout_loss_initial"]
+    assert metrics["train/heldout_loss_best"] <= metrics["train/heldout_loss_final"]
+
+
+def test_early_stop_when_the_held_out_loss_stops_improving(setup: Setup) -> None:
+    # a learning rate far too high makes the held-out loss worse at once: stop after `patience` evaluations
+    vectors, metrics, _ = train(setup, optimizer="sgd", lr=50.0, epochs=20, patience=2)
+    assert metrics["train/stopped_early"] == 1.0
+    assert metrics["train/steps"] < metrics["train/planned_steps"] / 2
+    # the best evaluation was the start: the result is the starting rows
+    assert np.array_equal(vectors, setup.vocab.vectors[: setup.vocab.trainable])
+
+
+def test_a_crashed_run_resumes_to_the_same_rows_as_an_uninterrupted_one(setup: Setup) -> None:
+    expected, _, _ = train(setup, name="whole", epochs=4)
+    options = TrainOptions(window=3, batch_size=16, epochs=4, checkpoint_every=5, log_every=1, lr=0.05, sample=0.0)
+    directory = setup.directory / "crashed"
+
+    def crash(metrics: dict[str, float], step: int) -> None:
+        if step == 13:  # after the checkpoint of step 10, before that of step 15
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(setup.vocab, setup.windows, options, directory=directory, seed=0,
+                  strategy=make_strategy("default", "/CPU:0"), on_metrics=crash, progress=False)
+    resumed = fine_tune(setup.vocab, setup.windows, options, directory=directory, seed=0,
+                        strategy=make_strategy("default", "/CPU:0"), progress=False)
+    assert resumed.metrics["train/resumed"] == 1.0
+    assert np.array_equal(resumed.vectors.view(np.uint32), expected.view(np.uint32))
+
+
+def test_resuming_under_other_options_is_refused(setup: Setup) -> None:
+    train(setup, name="same")
+    with pytest.raises(InputError, match=r"checkpoints: the checkpoint was written for other .*lr"):
+        train(setup, name="same", lr=0.01)
+    vectors, metrics, _ = train(setup, name="same", lr=0.01, resume=False)  # starting over is allowed
+    assert metrics["train/resumed"] == 0.0
+
+
+def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(setup: Setup) -> None:
+    with pytest.raises(TrainingDivergedError, match=r"training diverged at step (\d+): the loss is (nan|inf)") as err:
+        train(setup, name="nan", optimizer="sgd", lr=1e36, checkpoint_every=1, heldout=0.0, anchor_mu=0.0)
+    step = err.value.step
+    assert step > 1 and err.value.checkpoint is not None
+    assert err.value.checkpoint.endswith(f"ckpt-{step - 1}")
+    kept = tf.train.load_variable(err.value.checkpoint, "rows/.ATTRIBUTES/VARIABLE_VALUE")
+    assert np.isfinite(kept).all()
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("lr", 0.0, "train.lr must be positive, got 0.0"),
+    ("lr", -1.0, "train.lr must be positive"),
+    ("batch_size", 0, "train.batch_size must be at least 1, got 0"),
+    ("optimizer", "rmsprop", "train.optimizer must be one of sgd, adagrad, adam, adamw"),
+])
+def test_bad_options_are_refused_with_the_value(key: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        TrainOptions(**{key: value})  # type: ignore[arg-type]
+
+
+def test_glove_trains_and_keeps_frozen_rows(setup: Setup) -> None:
+    vectors, metrics, _ = train(setup, objective="glove", optimizer="adagrad", epochs=10, patience=0)
+    assert metrics["train/heldout_loss_best"] < metrics["train/heldout_loss_initial"]
+    adapted = append_induced(setup.base, setup.induced, _trained(setup, vectors))
+    assert check_integrity(setup.base, adapted).ok
