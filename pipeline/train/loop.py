@@ -172,9 +172,10 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         optimizer = make_optimizer(options, inputs.planned_steps)
         optimizer.build(variables)
         best_rows = tf.Variable(vocab.vectors[:k], trainable=False, name="best_rows")
-        state = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-                 for name in ("step", "epoch", "chunk", "batch", "stale")}
-        best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_loss")
+    # the loop's own state: plain host variables, not replicated
+    state = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+             for name in ("step", "epoch", "chunk", "batch", "stale")}
+    best_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_loss")
     unigram = tf.constant(unigram_table(vocab.counts))
     checkpoint = tf.train.Checkpoint(optimizer=optimizer, best_rows=best_rows, best_loss=best_loss,
                                      **{v.name.split(":")[0]: v for v in variables}, **state)
@@ -252,8 +253,9 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         return float(np.abs(now - frozen_start).max()) if len(now) else 0.0
 
     evaluate = options.heldout > 0 and len(inputs.heldout[0]) > 0
-    metrics: dict[str, float] = {"train/trainable_rows": float(k), "train/planned_steps": float(inputs.planned_steps),
-                                 "train/resumed": float(resumed)}
+    metrics: dict[str, float] = {
+        "train/trainable_rows": float(k), "train/planned_steps": float(inputs.planned_steps),
+        "train/resumed": float(resumed), "train/replicas": float(strategy.num_replicas_in_sync)}
     if evaluate and not resumed:
         initial = heldout_loss()
         assert initial is not None
@@ -277,6 +279,9 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         manager.save(checkpoint_number=step)
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=inputs.signature).prefetch(tf.data.AUTOTUNE)
+    shard = tf.data.Options()  # every worker reads the same stream and takes its part of each global batch
+    shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(shard)
     step = int(state["step"])
     epoch = start.epoch
     after = start

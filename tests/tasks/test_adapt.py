@@ -296,3 +296,53 @@ def test_blended_method_counts_reach_mlflow(
     (mlrun,) = _runs(tmp_path)
     assert mlrun.data.metrics["induce/method_alacarte_subword"] == 1  # apricots shares n-grams with apricot
     assert mlrun.data.metrics["induce/method_alacarte"] == 2
+
+
+def test_fine_tuning_logs_step_metrics_and_its_checkpoint(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    overrides = [*planted_overrides, "train.log_every=2", "train.checkpoint_every=4", "train.sample=0",
+                 "train.batch_size=16", "train.heldout=0.2"]
+    result = run(compose_adapt(overrides), tmp_path / "run")
+    steps = int(result.metrics["train/steps"])
+    assert steps >= 8 and result.metrics["train/trainable_rows"] >= len(NEW)
+    assert result.metrics["integrity/frozen_max_abs_diff"] == 0.0
+    (mlrun,) = _runs(tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    history = client.get_metric_history(mlrun.info.run_id, "train/loss")
+    assert [m.step for m in history] == list(range(2, steps + 1, 2))
+    assert all(m.value == 0.0 for m in client.get_metric_history(mlrun.info.run_id, "train/frozen_max_abs_diff"))
+    for name in ("train/lr", "train/pairs_per_second", "train/heldout_loss"):
+        assert client.get_metric_history(mlrun.info.run_id, name), name
+    checkpoint = {a.path for a in client.list_artifacts(mlrun.info.run_id, "checkpoint")}
+    assert {f"checkpoint/ckpt-{steps}.index", f"checkpoint/ckpt-{steps}.data-00000-of-00001"} <= checkpoint
+    assert "fine-tuning:" in capsys.readouterr().out
+
+
+def test_nothing_to_train_is_skipped_with_a_message(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    result = run(compose_adapt([*planted_overrides, "vocab.min_count=100000", "vocab.shift_top=0"]), tmp_path / "run")
+    assert result.metrics["train/trainable_rows"] == 0.0 and "train/steps" not in result.metrics
+    assert "nothing to train" in caplog.text
+    assert not (tmp_path / "run" / "train").exists()
+
+
+def test_a_diverging_run_fails_with_its_step_and_keeps_its_last_good_checkpoint(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+) -> None:
+    from pipeline.errors import TrainingDivergedError
+
+    out = tmp_path / "run"
+    overrides = [*planted_overrides, "train.optimizer=sgd", "train.lr=1e36", "train.checkpoint_every=1",
+                 "train.heldout=0", "train.sample=0", "train.batch_size=16", "train.anchor_mu=0"]
+    with pytest.raises(TrainingDivergedError, match=r"training diverged at step \d+") as err:
+        run(compose_adapt(overrides), out)
+    assert not (out / "export").exists() and not (out / "manifest.json").exists()
+    assert err.value.checkpoint and Path(err.value.checkpoint + ".index").exists()
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.info.status == "FAILED"
+    assert mlrun.data.metrics["train/diverged_step"] == err.value.step
+    assert f"training diverged at step {err.value.step}" in mlrun.data.tags["error"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -117,3 +120,79 @@ def test_config_is_validated_before_tensorflow_is_imported(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-2].startswith("config: vocab.min_count must be at least 1, got -1")
     assert done.stdout.splitlines()[-1] == "False"
+
+
+def test_training_killed_mid_run_resumes_to_the_same_table(planted: Planted, tmp_path: Path) -> None:
+    args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=4",
+            "train.epochs=40", "train.checkpoint_every=25", "train.heldout=0.1", "train.patience=0"]
+    whole = adapt([*args, "hydra.run.dir=whole"], tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    steps = json.loads((tmp_path / "whole" / "metrics.json").read_text())["train/steps"]
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "tasks.adapt", *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = killed / "train" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob("ckpt-*.index")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.kill()  # SIGKILL: no handler runs, no cleanup
+    assert process.wait() == -signal.SIGKILL
+    written = sorted(int(p.name.split("-")[1].split(".")[0]) for p in checkpoints.glob("ckpt-*.index"))
+    assert written and written[-1] < steps, "the kill must land mid-training"
+    assert not (killed / "export").exists()
+
+    resumed = adapt([*args, f"hydra.run.dir={killed}"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = json.loads((killed / "metrics.json").read_text())
+    assert metrics["train/resumed"] == 1.0 and metrics["train/steps"] == steps
+    assert (killed / "export" / "embedding.w2v.txt").read_bytes() == (tmp_path / "whole" / "export" /
+                                                                      "embedding.w2v.txt").read_bytes()
+
+
+TWO_CPUS = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tasks.adapt import main
+sys.argv = ["adapt", *sys.argv[1:]]
+main()
+"""
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(planted: Planted, tmp_path: Path) -> None:
+    args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=8",
+            "train.strategy=mirrored", "hydra.run.dir=out"]
+    done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["train/replicas"] == 2.0 and metrics["train/steps"] > 0
+    assert metrics["integrity/ok"] == 1.0 and metrics["integrity/frozen_max_abs_diff"] == 0.0
+    assert metrics["train/heldout_loss_best"] < metrics["train/heldout_loss_initial"]
+
+
+def test_multi_worker_strategy_with_two_local_workers(planted: Planted, tmp_path: Path) -> None:
+    # two processes on loopback stand in for two hosts: they train in step and end with the same table
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=8",
+            "train.strategy=multi_worker"]
+    workers = [subprocess.Popen([sys.executable, "-m", "tasks.adapt", *args, f"hydra.run.dir=worker{i}"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster,
+                                                                            "task": {"type": "worker", "index": i}})})
+               for i in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-2000:]
+    metrics = [json.loads((tmp_path / f"worker{i}" / "metrics.json").read_text()) for i in range(2)]
+    assert [m["train/replicas"] for m in metrics] == [2.0, 2.0]
+    assert metrics[0]["train/steps"] == metrics[1]["train/steps"] > 0
+    tables = [(tmp_path / f"worker{i}" / "export" / "embedding.w2v.txt").read_bytes() for i in range(2)]
+    assert tables[0] == tables[1]

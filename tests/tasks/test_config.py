@@ -95,6 +95,10 @@ def test_added_unknown_key_fails_naming_it(compose_adapt: Callable[[list[str]], 
         ("tracking.connect_timeout=-1", "tracking.connect_timeout must be positive, got -1"),
         ("tracking.experiment=''", "tracking.experiment must name an experiment"),
         ("corpus=files", "corpus.paths has no value"),
+        ("train.lr=0", "train.lr must be positive, got 0.0"),
+        ("train.lr=-0.1", "train.lr must be positive, got -0.1"),
+        ("train.batch_size=0", "train.batch_size must be at least 1, got 0"),
+        ("train.optimizer=lamb", "train.optimizer must be one of sgd, adagrad, adam, adamw, got 'lamb'"),
     ],
 )
 def test_bad_values_fail_naming_key_and_value(
