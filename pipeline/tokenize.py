@@ -88,16 +88,26 @@ class Tokenizer:
         import tensorflow as tf  # here, not at the top: validating options must not pay TensorFlow's import
 
         text = self._lower(documents) if self.options.lowercase else documents
-        text = tf.strings.regex_replace(text, self._separators, " ")
-        tokens = tf.strings.split(text)
+        runs, rows, keep = self._runs(text)
+        return tf.RaggedTensor.from_value_rowids(tf.boolean_mask(runs, keep), tf.boolean_mask(rows, keep),
+                                                 nrows=tf.size(text, out_type=tf.int64), validate=False)
+
+    def _runs(self, text: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The runs between separators of ``text`` (``[n]``, lowercased already if it is to be), flat,
+        with the row each comes from and whether it is a token (all dense: no ragged op, whose first
+        use in a process costs tens of milliseconds)."""
+        import tensorflow as tf
+
+        spaced = tf.strings.regex_replace(text, self._separators, " ")
+        indices, runs, _ = tf.raw_ops.StringSplitV2(input=spaced, sep="")  # at white space, as tf.strings.split
         if self._edges:
-            tokens = tf.ragged.map_flat_values(tf.strings.regex_replace, tokens, self._edges, "")
-        lengths = tf.ragged.map_flat_values(tf.strings.length, tokens, unit="UTF8_CHAR")
-        has_letter = tf.ragged.map_flat_values(tf.strings.regex_full_match, tokens, r".*\pL.*")
-        keep = has_letter & (lengths >= self.options.min_length) & (lengths <= self.options.max_length)
+            runs = tf.strings.regex_replace(runs, self._edges, "")
+        lengths = tf.strings.length(runs, unit="UTF8_CHAR")
+        keep = tf.strings.regex_full_match(runs, r".*\pL.*") & (lengths >= self.options.min_length) & (
+            lengths <= self.options.max_length)
         if self.options.pattern is not None:
-            keep &= tf.ragged.map_flat_values(tf.strings.regex_full_match, tokens, self.options.pattern)
-        return tf.ragged.boolean_mask(tokens, keep)
+            keep &= tf.strings.regex_full_match(runs, self.options.pattern)
+        return runs, indices[:, 0], keep
 
     @staticmethod
     def _lower(text: tf.Tensor) -> tf.Tensor:
@@ -115,10 +125,11 @@ class Tokenizer:
     def prepare(self, documents: tf.Tensor) -> tf.Tensor:
         """A batch of documents as one ``tf.string`` scalar for :meth:`pieces`: joined by newlines
         and, when the options say so, lowercased (the same op as :meth:`__call__`; a newline
-        neither is nor carries case, so lowercasing the joined text equals lowercasing each)."""
+        neither is nor carries case, so lowercasing the joined text equals lowercasing each).
+        A scalar is taken as documents already joined by newlines."""
         import tensorflow as tf
 
-        text = tf.strings.reduce_join(documents, separator="\n")
+        text = documents if documents.shape.rank == 0 else tf.strings.reduce_join(documents, separator="\n")
         return self._lower(text) if self.options.lowercase else text
 
     def pieces(self, text: bytes) -> list[bytes]:
@@ -166,11 +177,11 @@ class Tokenizer:
 
         if self._cased is None:
             self._cased = Tokenizer(replace(self.options, lowercase=False))
-        tokens = self._cased(tf.constant(pieces, dtype=tf.string))
+        runs, rows, keep = self._cased._runs(tf.constant(pieces, dtype=tf.string))
         found: dict[bytes, int] = {}
-        for token, row in zip(tokens.flat_values.numpy().tolist(), tokens.value_rowids().numpy().tolist(),
-                              strict=True):
-            found[token] = repeats[row] + found.get(token, 0)
+        for token, row, ok in zip(runs.numpy().tolist(), rows.numpy().tolist(), keep.numpy().tolist(), strict=True):
+            if ok:
+                found[token] = repeats[row] + found.get(token, 0)
         return found
 
 
