@@ -13,7 +13,9 @@ from pipeline.tokenize import Tokenizer
 
 BATCH_DOCUMENTS = 512
 COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
+COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads lines in blocks
 COUNT_MAX_PIECES = 1 << 20  # distinct pieces held before they are turned into tokens (about 100 MiB)
+_REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
 
 
 @dataclass(frozen=True)
@@ -45,21 +47,21 @@ def tokenized(corpus: Corpus, tokenizer: Tokenizer, batch_documents: int = BATCH
 def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True) -> TokenCounts:
     """Count every token of ``corpus`` in one pass; memory grows with the vocabulary, not the corpus.
 
-    The documents stream through tf.data, where batches of them are joined and lowercased
-    (:meth:`Tokenizer.prepare`) on TensorFlow's threads; the joined text is cut into pieces and
-    counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the distinct pieces
-    become tokens once the pass is over or when there are many of them (:meth:`Tokenizer.add_pieces`).
-    The tokens are those :meth:`Tokenizer.__call__` gives; :func:`count_tokens_tf` counts through it.
-    The progress bar counts pieces, a close upper bound of the tokens.
+    The documents stream through tf.data joined in groups (:meth:`Corpus.joined`: blocks of
+    about ``COUNT_BLOCK_BYTES`` where the source reads blocks, else ``COUNT_BATCH_DOCUMENTS``
+    documents), lowercased (:meth:`Tokenizer.prepare`) on TensorFlow's threads; the joined text is
+    cut into pieces and counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the
+    distinct pieces become tokens once the pass is over or when there are many of them
+    (:meth:`Tokenizer.add_pieces`). The tokens are those :meth:`Tokenizer.__call__` gives;
+    :func:`count_tokens_tf` counts through it. The progress bar counts pieces, a close upper bound
+    of the tokens.
     """
-
-    def prepare(documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        replaced = tf.reduce_sum(tf.strings.length(documents, unit="UTF8_CHAR") - tf.strings.length(
-            tf.strings.regex_replace(documents, "\uFFFD", ""), unit="UTF8_CHAR"))
-        return tokenizer.prepare(documents), tf.size(documents), replaced
+    @tf.autograph.experimental.do_not_convert  # no Python control flow: AutoGraph would only cost time
+    def prepare(text: tf.Tensor, documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tokenizer.prepare(text), documents
 
     dataset = (
-        corpus.batches(COUNT_BATCH_DOCUMENTS)
+        corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES)
         .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -70,9 +72,9 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     replaced = 0
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
-        for text, n_documents, n_replaced in dataset.as_numpy_iterator():
+        for text, n_documents in dataset.as_numpy_iterator():
             documents += int(n_documents)
-            replaced += int(n_replaced)
+            replaced += text.count(_REPLACEMENT)
             cut = tokenizer.pieces(text)
             pieces.update(cut)
             bar.update(len(cut))

@@ -12,6 +12,10 @@ from pipeline.errors import InputError
 if TYPE_CHECKING:
     import tensorflow as tf
 
+# Well-formed UTF-8 and nothing else (RE2 encodes code point ranges in shortest form, without
+# surrogates): checking a batch with it costs a tenth of transcoding it.
+_WELL_FORMED = r"(?s)[\x{0}-\x{D7FF}\x{E000}-\x{10FFFF}]*"
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -24,6 +28,10 @@ class Corpus:
         make_documents: builds the raw document dataset (``tf.string`` scalars).
         errors: bad input met while streaming: a Python reader inside tf.data records it here and
             ends its stream, and :func:`reading` raises it once the pass is over.
+        make_blocks: optionally, builds the same documents in blocks of about the given number of
+            bytes, for :meth:`joined`: pairs of a ``tf.string`` scalar, raw documents (holding no
+            newline) joined by newlines, and how many documents it holds (``tf.int64``; with 0 the
+            text is empty). Plain files of lines are read so, without a tf.data element per line.
     """
 
     name: str
@@ -31,23 +39,73 @@ class Corpus:
     fingerprint: str
     make_documents: Callable[[], tf.data.Dataset]
     errors: list[InputError] = field(default_factory=list, compare=False)
+    make_blocks: Callable[[int], tf.data.Dataset] | None = field(default=None, compare=False)
 
     def batches(self, size: int) -> tf.data.Dataset:
         """The documents in batches of ``size`` (``tf.string`` vectors), undecodable bytes replaced by U+FFFD.
 
-        Transcoding a batch at a time costs a tenth of transcoding each document.
+        Transcoding a batch at a time costs a tenth of transcoding each document, and only the
+        documents that are not well-formed UTF-8 are transcoded.
         """
         import tensorflow as tf
 
-        return self.make_documents().batch(size).map(
-            lambda text: tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace"),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        @tf.autograph.experimental.do_not_convert  # no Python control flow: AutoGraph would only cost time
+        def replace(documents: tf.Tensor) -> tf.Tensor:
+            return _replaced(documents, tf.strings.regex_full_match(documents, _WELL_FORMED))
+
+        return self.make_documents().batch(size).map(replace, num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
 
     def documents(self) -> tf.data.Dataset:
         """The documents one by one (``tf.string`` scalars), undecodable bytes replaced by U+FFFD."""
         return self.batches(1024).unbatch()
+
+    def joined(self, size: int, block_bytes: int) -> tf.data.Dataset:
+        """The documents in groups, each one ``tf.string`` scalar: the group's documents, undecodable bytes
+        replaced by U+FFFD, joined by newlines; with how many documents it holds (``tf.int64``).
+
+        Groups are blocks of about ``block_bytes`` where the source reads blocks (``make_blocks``),
+        else ``size`` documents. Either way every document is counted once and its text is the same.
+        """
+        import tensorflow as tf
+
+        if self.make_blocks is not None:
+            @tf.autograph.experimental.do_not_convert
+            def replace_block(text: tf.Tensor, documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                valid = tf.strings.regex_full_match(text, _WELL_FORMED)
+                lines = tf.strings.split(tf.where(valid, "", text), "\n")  # one empty line when valid
+                return tf.where(valid, text, _joined(_transcoded(lines))), documents
+
+            return self.make_blocks(block_bytes).map(replace_block, num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
+
+        @tf.autograph.experimental.do_not_convert
+        def replace_batch(documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            valid = tf.strings.regex_full_match(documents, _WELL_FORMED)
+            return _joined(_replaced(documents, valid)), tf.size(documents, out_type=tf.int64)
+
+        return self.make_documents().batch(size).map(replace_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
+
+
+def _replaced(documents: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """``documents`` with those not ``valid`` transcoded (without a data-dependent branch, which would
+    cost more to build than to run: the valid ones are passed to the transcoder as empty strings)."""
+    import tensorflow as tf
+
+    return tf.where(valid, documents, _transcoded(tf.where(valid, "", documents)))
+
+
+def _transcoded(documents: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
+    return tf.strings.unicode_transcode(documents, "UTF-8", "UTF-8", errors="replace")
+
+
+def _joined(documents: tf.Tensor) -> tf.Tensor:
+    import tensorflow as tf
+
+    return tf.strings.reduce_join(documents, separator="\n")
 
 
 @contextmanager

@@ -109,6 +109,57 @@ def test_undecodable_bytes_are_replaced_and_counted_not_fatal(tmp_path: Path) ->
     assert counted.replaced == 3
 
 
+def joined_documents(corpus: Corpus, block_bytes: int) -> tuple[list[bytes], int]:
+    """The documents of :meth:`Corpus.joined`, cut again at newlines, and how many it says there are."""
+    texts = []
+    documents = 0
+    for text, n in corpus.joined(3, block_bytes).as_numpy_iterator():
+        assert (n == 0) == (text == b"") or n == 1  # an empty text is no document or one empty line
+        if n:
+            texts.append(text)
+        documents += int(n)
+    return (b"\n".join(texts).split(b"\n") if texts else []), documents
+
+
+LINE_FILES = {
+    "crlf.txt": b"a\r\nb\rc\n\n\xc3\n\xc3\xa9t\xc3\xa9\r",  # CR dropped, an undecodable byte, no final newline
+    "empty.txt": b"",
+    "blank.txt": b"\n\n",
+    "cr_last.txt": b"x\n\r",  # the last line holds only a CR: no document
+    "long.txt": "ünïcödé line longer than a block; \ufffd already\n".encode() * 3 + b"split \xe2\x82\xac",
+}
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 7, 64, 1 << 20])
+def test_blocks_cut_the_documents_text_lines_give(tmp_path: Path, block_bytes: int) -> None:
+    for name, content in LINE_FILES.items():
+        (tmp_path / name).write_bytes(content)
+    corpus = files_corpus([str(tmp_path / name) for name in LINE_FILES])
+    assert corpus.make_blocks is not None
+    expected = list(corpus.documents().as_numpy_iterator())  # TextLineDataset, line by line
+    assert expected[:8] == [b"a", b"bc", b"", "\ufffd".encode(), "été".encode(), b"", b"", b"x"]
+    assert len(expected) == 8 + 4
+    assert joined_documents(corpus, block_bytes) == (expected, len(expected))
+
+
+def test_compressed_files_are_joined_line_by_line(mixed: Path) -> None:
+    corpus = files_corpus([str(mixed / "*")])
+    assert corpus.make_blocks is None
+    assert joined_documents(corpus, 4) == (list(corpus.documents().as_numpy_iterator()), 6)
+
+
+def test_undecodable_bytes_are_replaced_document_by_document(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"t": t}) + "\n" for t in ("ok é", "fine", "x")))
+    corpus = files_corpus([str(tmp_path / "a.jsonl")], field="t")
+    assert list(corpus.documents().as_numpy_iterator()) == ["ok é".encode(), b"fine", b"x"]
+    (tmp_path / "b.txt").write_bytes(b"ok \xc3\xa9\n\xed\xa0\x80 surrogate\nover\xc0\xaflong\ncut \xe2\x82\n")
+    corpus = files_corpus([str(tmp_path / "b.txt")])
+    replaced = "\ufffd".encode()
+    expected = ["ok é".encode(), replaced * 3 + b" surrogate", b"over" + replaced * 2 + b"long", b"cut " + replaced]
+    assert list(corpus.documents().as_numpy_iterator()) == expected
+    assert joined_documents(corpus, 5) == (expected, 4)
+
+
 def test_store_as_tfds_once_then_reuse(mixed: Path, tmp_path: Path) -> None:
     corpus = files_corpus([str(mixed / "*.txt*")])
     stored = store_as_tfds(corpus, tmp_path / "tfds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -73,6 +74,25 @@ def test_fast_count_equals_tokenizer_count(tmp_path: Path, monkeypatch: pytest.M
     for row in batch.to_list():
         direct.update(token.decode("utf-8") for token in row)
     assert fast.counts == dict(direct)
+
+
+@pytest.mark.parametrize("block_bytes", [5, 1 << 20])
+def test_count_of_plain_text_in_blocks_equals_line_by_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          block_bytes: int) -> None:
+    text = varied_text(300, seed=11).replace("\x00", "\x01")  # text files may not hold NUL
+    path = tmp_path / "varied.txt"
+    path.write_bytes(text.encode("utf-8") + b"caf\xc3 \xff\xfeend\r\nlast \xe2\x82")  # bad bytes, no final newline
+    corpus = files_corpus([str(path)])
+    assert corpus.make_blocks is not None
+    tokenizer = Tokenizer()
+    reference = count_tokens_tf(corpus, tokenizer, progress=False)
+    lines = count_tokens(dataclasses.replace(corpus, make_blocks=None), tokenizer, progress=False)
+    monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", block_bytes)
+    blocks = count_tokens(corpus, tokenizer, progress=False)
+    assert blocks == lines
+    assert blocks.counts == reference.counts and blocks.total == reference.total
+    assert blocks.documents == reference.documents == 302
+    assert blocks.replaced == text.count("\ufffd") + 4
 
 
 def test_count_sees_unicode_rules() -> None:
