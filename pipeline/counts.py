@@ -56,15 +56,8 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     :func:`count_tokens_tf` counts through it. The progress bar counts pieces, a close upper bound
     of the tokens.
     """
-    @tf.autograph.experimental.do_not_convert  # no Python control flow: AutoGraph would only cost time
-    def prepare(text: tf.Tensor, documents: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tokenizer.prepare(text), documents
-
-    dataset = (
-        corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES)
-        .map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    dataset = corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES, then=tokenizer.prepare)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
     counts: dict[bytes, int] = {}
     pieces: Counter[bytes] = Counter()
     total = 0
