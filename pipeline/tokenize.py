@@ -148,7 +148,10 @@ class Tokenizer:
         low, high = self.options.min_length, self.options.max_length
         inner, not_letters = self._ascii_inner, self._not_letters
         for piece, n in pieces.items():
-            if piece.isascii():
+            if piece.isalpha():  # ASCII letters only, the most common piece: a token as it stands
+                if low <= len(piece) <= high:
+                    found[piece] = n + found.get(piece, 0)
+            elif piece.isascii():
                 token = piece.strip(inner) if inner else piece
                 if low <= len(token) <= high and token.translate(None, not_letters):
                     found[token] = n + found.get(token, 0)
