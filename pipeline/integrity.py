@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.adapted import AdaptedTable
-from pipeline.table import EmbeddingTable
-
-BLOCK_ROWS = 65536
+from pipeline.table import EmbeddingTable, row_blocks
 
 
 @dataclass(frozen=True)
@@ -50,13 +48,13 @@ def check_integrity(base: EmbeddingTable, adapted: AdaptedTable) -> IntegrityRep
         raise ValueError(f"adapted table has dimension {adapted.table.dim}, base has {base.dim}")
     trained = np.zeros(len(base), dtype=bool)
     trained[list(adapted.trained_rows)] = True
-    new, old = adapted.table.matrix, base.matrix
+    new = adapted.table.matrix
     max_diff = 0.0
     changed = 0
-    for start in range(0, len(base), BLOCK_ROWS):
-        stop = min(start + BLOCK_ROWS, len(base))
+    for start, base_block in row_blocks(base.matrix):
+        stop = start + len(base_block)
         frozen = ~trained[start:stop]
-        a, b = new[start:stop][frozen], old[start:stop][frozen]
+        a, b = new[start:stop][frozen], base_block[frozen]
         differs = (a.view(np.uint32) != b.view(np.uint32)).any(axis=1)
         changed += int(differs.sum())
         if differs.any():

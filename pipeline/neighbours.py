@@ -8,9 +8,9 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
-from pipeline.table import EmbeddingTable
+from pipeline.table import EmbeddingTable, row_blocks
 
-BLOCK_ROWS = 262144
+BLOCK_ROWS = 65536  # scores of 1,000 queries against a block: 256 MiB
 
 
 def nearest_rows(table: EmbeddingTable, vectors: npt.NDArray[np.float32],
@@ -23,9 +23,8 @@ def nearest_rows(table: EmbeddingTable, vectors: npt.NDArray[np.float32],
     q = tf.math.l2_normalize(tf.constant(np.asarray(vectors, dtype=np.float32)), axis=1)
     best_scores = tf.zeros([len(vectors), 0])
     best_index = tf.zeros([len(vectors), 0], dtype=tf.int64)
-    matrix = table.matrix
-    for start in range(0, len(table), BLOCK_ROWS):
-        block = tf.math.l2_normalize(tf.constant(np.asarray(matrix[start : start + BLOCK_ROWS])), axis=1)
+    for start, rows in row_blocks(table.matrix, BLOCK_ROWS):
+        block = tf.math.l2_normalize(tf.constant(np.asarray(rows)), axis=1)
         top = tf.math.top_k(tf.matmul(q, block, transpose_b=True), k=min(k, int(block.shape[0])))
         best_scores = tf.concat([best_scores, top.values], axis=1)
         best_index = tf.concat([best_index, tf.cast(top.indices, tf.int64) + start], axis=1)

@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import mmap
+from collections.abc import Iterable, Iterator, Sequence
 from typing import overload
 
 import numpy as np
 import numpy.typing as npt
 
-_CHECKSUM_BLOCK_ROWS = 65536
+BLOCK_ROWS = 65536
+
+
+def row_blocks(matrix: npt.NDArray[np.float32], block_rows: int = BLOCK_ROWS) -> Iterator[
+        tuple[int, npt.NDArray[np.float32]]]:
+    """``(first row, block)`` over ``matrix``, a block of rows at a time.
+
+    When ``matrix`` is a read-only memory map (a table loaded from ``.npy`` or the parse cache), each
+    block's pages are handed back once the caller moves on (``madvise(MADV_DONTNEED)``): they stay
+    in the page cache and a later read maps them again, but a pass over a large table no longer
+    leaves the whole file resident in this process. Other matrices are only sliced.
+    """
+    found = getattr(matrix, "_mmap", None)
+    handle = found if isinstance(found, mmap.mmap) and getattr(matrix, "mode", "") == "r" else None
+    origin = np.frombuffer(handle, dtype=np.uint8).ctypes.data if handle is not None else 0
+    for start in range(0, matrix.shape[0], block_rows):
+        block = matrix[start : start + block_rows]
+        yield start, block
+        if handle is not None and block.size:
+            first = (block.ctypes.data - origin) // mmap.PAGESIZE * mmap.PAGESIZE
+            last = block.ctypes.data - origin + block.nbytes
+            handle.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 class EmbeddingTable:
@@ -106,8 +128,8 @@ class EmbeddingTable:
             digest.update(f"{len(self)} {self.dim}\n".encode())
             digest.update("\n".join(self._tokens).encode("utf-8"))
             digest.update(b"\0")
-            for start in range(0, len(self), _CHECKSUM_BLOCK_ROWS):
-                block = np.ascontiguousarray(self._matrix[start : start + _CHECKSUM_BLOCK_ROWS], dtype="<f4")
+            for _, rows in row_blocks(self._matrix):
+                block = np.ascontiguousarray(rows, dtype="<f4")
                 digest.update(block.data.cast("B"))
             self._checksum = digest.hexdigest()
         return self._checksum
@@ -148,7 +170,8 @@ class EmbeddingTable:
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(f"append: vector of {tokens[row]!r} is not finite in float32")
         matrix = np.empty((len(self) + len(tokens), self.dim), dtype=np.float32)
-        matrix[: len(self)] = self._matrix
+        for start, block in row_blocks(self._matrix):
+            matrix[start : start + len(block)] = block
         matrix[len(self) :] = rows
         if replace is not None:
             indices, values = np.asarray(replace[0], dtype=np.int64), np.asarray(replace[1], dtype=np.float32)

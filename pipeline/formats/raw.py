@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pipeline.errors import InputError
+from pipeline.table import row_blocks
 
 _MAGIC = {"gzip": b"\x1f\x8b", "bz2": b"BZh", "xz": b"\xfd7zXZ"}
 _OPENERS: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}
@@ -98,7 +99,6 @@ def check_writable_tokens(tokens: Sequence[str], path: Path) -> None:
                              "a word2vec or GloVe file cannot hold it (save as npy or safetensors)")
 
 
-_FINITE_BLOCK_ROWS = 65536
 
 
 def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.floating],
@@ -109,8 +109,8 @@ def check_finite(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.float
     Raises:
         InputError: names the first such row (its line, when ``first_line`` is given) and its token.
     """
-    for start in range(0, matrix.shape[0], _FINITE_BLOCK_ROWS):
-        bad = ~np.isfinite(matrix[start : start + _FINITE_BLOCK_ROWS]).all(axis=1)
+    for start, block in row_blocks(matrix):
+        bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             row = start + int(np.flatnonzero(bad)[0])
             if first_line is not None:

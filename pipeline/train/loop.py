@@ -339,6 +339,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
                 break
     if last_saved != step:
         save(step, after)
+    log.debug("train_step traced %d times, _heldout_sum %d times", train_step.experimental_get_tracing_count(),
+              _heldout_sum.experimental_get_tracing_count())
     if evaluate:
         held = heldout_loss()
         assert held is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -128,3 +130,20 @@ def test_head_is_the_first_rows(table: EmbeddingTable) -> None:
     head = table.head(2)
     assert head.tokens == TOKENS[:2]
     np.testing.assert_array_equal(head.matrix, _matrix()[:2])
+
+
+def test_row_blocks_cover_every_row_and_memory_maps_stay_readable(tmp_path: Path) -> None:
+    from pipeline.table import row_blocks
+
+    matrix = np.arange(1000 * 8, dtype=np.float32).reshape(1000, 8)
+    np.save(tmp_path / "m.npy", matrix)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    seen = [(start, block.copy()) for start, block in row_blocks(mapped, 300)]
+    assert [start for start, _ in seen] == [0, 300, 600, 900]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in seen]), matrix)
+    np.testing.assert_array_equal(mapped, matrix)  # released pages map again from the file
+    # a writable map is never released: its unsaved changes survive a pass
+    writable = np.load(tmp_path / "m.npy", mmap_mode="r+")
+    writable[5] = -1.0
+    assert sum(len(block) for _, block in row_blocks(writable, 300)) == 1000
+    assert (writable[5] == -1.0).all()
