@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from measure import REPO_ROOT, versions
 
 GIB = 1 << 30

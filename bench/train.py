@@ -85,6 +85,14 @@ GRID: dict[str, list[str]] = {
     "negatives 10": ["train.negatives=10"],
     "negatives 2": ["train.negatives=2"],
     "glove": ["train=glove"],
+    "mapped": ["train.context=mapped"],
+    "mapped lr 3e-3": ["train.context=mapped", "train.lr=0.003"],
+    "mapped lr 1e-2": ["train.context=mapped", "train.lr=0.01"],
+    "mapped lr 3e-4": ["train.context=mapped", "train.lr=0.0003"],
+    "mapped sgd lr 1": ["train.context=mapped", "train.optimizer=sgd", "train.lr=1.0"],
+    "mapped lr 1e-4": ["train.context=mapped", "train.lr=0.0001"],
+    "mapped lr 3e-4 1 epoch": ["train.context=mapped", "train.lr=0.0003", "train.epochs=1"],
+    "mapped lr 3e-4 anchor 1": ["train.context=mapped", "train.lr=0.0003", "train.anchor_mu=1.0"],
 }
 
 

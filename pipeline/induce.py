@@ -100,6 +100,8 @@ class InducedVectors:
             ``mean_context`` or ``random``).
         contexts: in-table context occurrences behind each vector.
         unplaced: new tokens no method could place (no in-table context and no known n-gram).
+        context_map: a la carte's ``dim x dim`` map from a context mean to a vector, when one was fitted
+            (fine-tuning with ``train.context=mapped`` scores contexts through it).
     """
 
     tokens: tuple[str, ...]
@@ -107,6 +109,7 @@ class InducedVectors:
     methods: tuple[str, ...]
     contexts: tuple[int, ...]
     unplaced: tuple[str, ...]
+    context_map: npt.NDArray[np.float64] | None = None
 
 
 def fitting_tokens(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
@@ -216,6 +219,7 @@ def induce_vectors(
         methods=tuple(m for m, ok in zip(labels, placed, strict=True) if ok),
         contexts=tuple(int(n) for n in occurrences[placed]),
         unplaced=unplaced,
+        context_map=a_map,
     )
 
 

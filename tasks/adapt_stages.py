@@ -211,7 +211,7 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
         log.warning("train: nothing to train (no new or shifted rows were chosen); fine-tuning skipped")
         record({"train/trainable_rows": 0.0})
         return None
-    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts)
+    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map)
     directory = out_dir / "train"
     with reading(corpus):
         windows = extract_windows(corpus, tokenizer, rows, window=options.train.window,

@@ -35,6 +35,7 @@ class TrainingVocab:
         vectors: ``(len(tokens), dim)`` float32 starting values: induced vectors for new tokens,
             pretrained rows for the others.
         counts: corpus count per local id.
+        context_map: a la carte's map, when induction fitted one (``train.context=mapped``).
     """
 
     tokens: tuple[str, ...]
@@ -42,6 +43,14 @@ class TrainingVocab:
     anchored: npt.NDArray[np.bool_]
     vectors: npt.NDArray[np.float32]
     counts: npt.NDArray[np.int64]
+    context_map: npt.NDArray[np.float64] | None = None
+
+    def context_vectors(self, kind: str) -> npt.NDArray[np.float32]:
+        """The context vector of every local id for ``train.context``: the starting rows, or them
+        through the map (``mapped``, when there is a map)."""
+        if kind == "mapped" and self.context_map is not None:
+            return (self.vectors @ self.context_map.astype(np.float32)).astype(np.float32)
+        return self.vectors
 
     @property
     def index(self) -> dict[str, int]:
@@ -50,7 +59,8 @@ class TrainingVocab:
 
 
 def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors: npt.NDArray[np.float32],
-                   shifted: Sequence[str], counts: TokenCounts) -> TrainingVocab:
+                   shifted: Sequence[str], counts: TokenCounts,
+                   context_map: npt.NDArray[np.float64] | None = None) -> TrainingVocab:
     """Trainable rows (new tokens, then shifted table tokens) and the corpus's other table tokens as contexts."""
     trainable = [*new_tokens, *shifted]
     taken = set(trainable)
@@ -65,7 +75,7 @@ def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors:
     anchored = np.zeros(len(trainable), dtype=bool)
     anchored[len(new_tokens):] = True
     local_counts = np.fromiter((counts.counts.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
-    return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts)
+    return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts, context_map)
 
 
 @dataclass(frozen=True)

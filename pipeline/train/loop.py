@@ -44,9 +44,10 @@ _RESUME_NEUTRAL = ("resume", "log_every", "checkpoint_every", "keep_checkpoints"
 def sum_duplicates(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor | tf.IndexedSlices:
     """A sparse gradient with one slice per row, repeated rows' slices summed.
 
-    ``tf.gather`` of a row twice in a batch gives two slices for it; Keras' Adagrad, Adam and AdamW
-    apply sparse slices with scatter updates in which one duplicate overwrites the other, silently
-    losing an update. SGD's ``scatter_sub`` would sum them, but every optimizer gets the same input.
+    ``tf.gather`` of a row twice in a batch gives two slices for it. Keras 3's Adagrad, Adam and
+    AdamW, given such a gradient, update that row differently from the same gradient summed
+    (tests/pipeline/test_train.py compares them with a dense path): part of an update is lost.
+    SGD's ``scatter_sub`` would sum them, but every optimizer gets the same input.
     """
     if not isinstance(gradient, tf.IndexedSlices):
         return gradient
@@ -165,6 +166,12 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         if options.context == "learned":
             contexts = tf.Variable(vocab.vectors, name="contexts")
             variables.append(contexts)
+        elif options.context == "mapped":
+            if vocab.context_map is None:
+                log.warning("train.context=mapped: induction fitted no map (induce.method is not auto or "
+                            "alacarte, or the corpus was too small); the frozen rows are the contexts")
+            else:
+                contexts = tf.Variable(vocab.context_vectors("mapped"), trainable=False, name="mapped_contexts")
         if options.objective == "glove":
             row_bias = tf.Variable(tf.zeros([k]), name="row_bias")
             context_bias = tf.Variable(tf.zeros([len(vocab.tokens)]), name="context_bias")

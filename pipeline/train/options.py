@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OBJECTIVES = ("none", "sgns", "glove")
-CONTEXTS = ("frozen", "learned")
+CONTEXTS = ("frozen", "mapped", "learned")
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -18,12 +18,16 @@ class TrainOptions:
         objective: ``sgns`` (skip-gram with negative sampling over the pairs whose centre is a
             trainable row), ``glove`` (Mittens: weighted least squares on the trainable rows'
             co-occurrence counts, held sparse), or ``none`` (the induced vectors are the result).
-        context: ``frozen`` (context vectors are the pretrained rows, never changed) or ``learned``
-            (a context table initialised from the rows of the corpus's tokens and trained with them;
-            the exported table still holds only the word vectors).
+        context: ``frozen`` (context vectors are the pretrained rows, never changed), ``mapped``
+            (the pretrained rows through a la carte's map, so that a row whose contexts average to
+            ``m`` is pulled towards the vector induction gives it, ``m @ map``, rather than towards
+            ``m`` itself; frozen too; ``frozen`` when no map was fitted) or ``learned`` (a context
+            table initialised from the rows of the corpus's tokens and trained with them). The
+            exported table holds only the word vectors.
         optimizer: ``sgd``, ``adagrad``, ``adam`` or ``adamw`` (Keras optimizers over the trainable
             rows only: their slots are trainable-rows x dim, never table-sized).
-        lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps.
+        lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps. The
+            loss is a mean over the step's windows, so ``sgd`` wants a rate near 1, not word2vec's 0.025.
         min_lr: the learning rate at the last planned step.
         weight_decay: ``adamw``'s decoupled weight decay (trainable rows only).
         batch_size: (centre, context) pairs per step (``glove``: co-occurrence cells per step).
@@ -52,7 +56,7 @@ class TrainOptions:
     objective: str = "sgns"
     context: str = "frozen"
     optimizer: str = "adam"
-    lr: float = 0.001
+    lr: float = 0.0001
     min_lr: float = 0.0
     weight_decay: float = 0.004
     batch_size: int = 1024

@@ -74,6 +74,22 @@ def test_training_vocab_puts_trainable_rows_first_and_reads_only_corpus_rows(set
     assert vocab.counts[row] == setup.counts.counts["cello"]
 
 
+def test_mapped_contexts_go_through_the_induction_map(setup: Setup) -> None:
+    rng = np.random.default_rng(2)
+    context_map = rng.normal(0, 1, (setup.base.dim, setup.base.dim))
+    vocab = dataclasses.replace(setup.vocab, context_map=context_map)
+    mapped = vocab.context_vectors("mapped")
+    np.testing.assert_allclose(mapped, setup.vocab.vectors @ context_map, rtol=1e-4, atol=1e-4)
+    assert vocab.context_vectors("frozen") is vocab.vectors
+    assert setup.vocab.context_vectors("mapped") is setup.vocab.vectors  # no map: the rows themselves
+    options = TrainOptions(window=3, batch_size=16, epochs=2, sample=0.0, context="mapped", heldout=0.0)
+    trained = fine_tune(vocab, setup.windows, options, directory=setup.directory / "mapped", seed=0,
+                        strategy=make_strategy("default", "/CPU:0"), progress=False)
+    unmapped = fine_tune(setup.vocab, setup.windows, options, directory=setup.directory / "unmapped", seed=0,
+                         strategy=make_strategy("default", "/CPU:0"), progress=False)
+    assert not np.allclose(trained.vectors, unmapped.vectors)
+
+
 def test_windows_hold_each_trainable_occurrence_with_its_neighbours(setup: Setup) -> None:
     windows = setup.windows
     total = sum(setup.counts.counts[t] for t in (*NEW, *SHIFTED))
@@ -83,7 +99,7 @@ def test_windows_hold_each_trainable_occurrence_with_its_neighbours(setup: Setup
     assert (windows.train[:, 1:] >= -1).all() and (windows.train[:, 1:] < len(setup.vocab.tokens)).all()
 
 
-@pytest.mark.parametrize("context", ["frozen", "learned"])
+@pytest.mark.parametrize("context", ["frozen", "mapped", "learned"])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_only_trainable_rows_move_for_every_optimizer(setup: Setup, optimizer: str, context: str) -> None:
     # frozen rows ("of", "and", cluster words) are contexts in every batch; Adam's moments, Adagrad's
