@@ -212,6 +212,7 @@ class WindowStream:
         self.epochs = epochs
         self.seed = seed
         self.chunks = -(-len(windows.train) // CHUNK_WINDOWS)
+        self._order: tuple[int, npt.NDArray[np.int64]] = (-1, np.zeros(0, dtype=np.int64))  # one epoch's permutation
 
     def chunk_windows(self, windows: npt.NDArray[np.int32], rng: np.random.Generator) -> tuple[
             npt.NDArray[np.int32], npt.NDArray[np.int32]]:
@@ -229,32 +230,29 @@ class WindowStream:
         order = rng.permutation(np.flatnonzero(use.any(axis=1)))
         return centre[order], masked[order]
 
-    def expected_windows(self) -> float:
-        """The expected number of windows kept in one epoch (plans the learning-rate decay)."""
-        w = self.windows.window
-        p_near = (w - np.abs(self.windows.offsets) + 1) / w  # P(width >= |offset|) for a width uniform in 1..w
-        total = 0.0
-        for start in range(0, len(self.windows.train), CHUNK_WINDOWS):
-            block = np.asarray(self.windows.train[start: start + CHUNK_WINDOWS])
-            context = block[:, 1:]
-            keep_context = np.where(context >= 0, self.keep[np.maximum(context, 0)], 0.0) * p_near[None, :]
-            none_kept = np.prod(1.0 - keep_context, axis=1)
-            total += float((self.keep[block[:, 0]] * (1.0 - none_kept)).sum())
-        return total
+    def chunk(self, epoch: int, chunk: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The masked, shuffled windows of one chunk of one epoch (a pure function of seed, epoch, chunk)."""
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.windows.train)))
+        picked = np.sort(self._order[1][chunk * CHUNK_WINDOWS: (chunk + 1) * CHUNK_WINDOWS])
+        rng = np.random.default_rng([self.seed, epoch, chunk])
+        return self.chunk_windows(np.asarray(self.windows.train[picked]), rng)
 
     def planned_steps(self) -> int:
-        """The steps of all epochs, planned from the expected windows (at least 1)."""
-        return max(1, round(self.epochs * (self.expected_windows() / self.batch_size + 0.5 * self.chunks)))
+        """The exact number of steps of all epochs (at least 1): every chunk is drawn once to count its
+        windows, so the learning rate reaches ``min_lr`` at the last step."""
+        steps = 0
+        for epoch in range(self.epochs):
+            for chunk in range(self.chunks):
+                steps += -(-len(self.chunk(epoch, chunk)[0]) // self.batch_size)
+        return max(1, steps)
 
     def batches(self, start: Position = START) -> Iterator[tuple[tuple[npt.NDArray[np.generic], ...], Position]]:
         """``(centres, contexts)`` and the position after each batch, from ``start`` to the end of the last epoch."""
         for epoch in range(start.epoch, self.epochs):
-            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows.train))
             first_chunk = start.chunk if epoch == start.epoch else 0
             for chunk in range(first_chunk, self.chunks):
-                picked = np.sort(order[chunk * CHUNK_WINDOWS: (chunk + 1) * CHUNK_WINDOWS])
-                rng = np.random.default_rng([self.seed, epoch, chunk])
-                centres, contexts = self.chunk_windows(np.asarray(self.windows.train[picked]), rng)
+                centres, contexts = self.chunk(epoch, chunk)
                 n_batches = -(-len(centres) // self.batch_size)
                 first = start.batch if (epoch, chunk) == (start.epoch, start.chunk) else 0
                 for b in range(first, n_batches):

@@ -166,6 +166,7 @@ def test_repeated_centres_in_a_batch_sum_their_gradients(optimizer: str) -> None
 
 def test_held_out_loss_falls_and_the_best_rows_are_kept(setup: Setup) -> None:
     _, metrics, _ = train(setup, epochs=6, patience=0)
+    assert metrics["train/steps"] == metrics["train/planned_steps"]  # the decay plan is exact
     assert metrics["train/heldout_loss_best"] < metrics["train/heldout_loss_initial"]
     assert metrics["train/heldout_loss_best"] <= metrics["train/heldout_loss_final"]
 
