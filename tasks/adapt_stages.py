@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
-from pipeline.cooccurrence import context_counts
+from pipeline.cooccurrence import ContextCounts, context_counts
 from pipeline.corpus import Corpus, files_corpus, python_docs_corpus, reading, store_as_tfds, tfds_corpus
 from pipeline.counts import TokenCounts, count_tokens
 from pipeline.device import select_device
@@ -110,53 +110,8 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     record({"load/rows": len(base), "load/dim": base.dim, "load/seconds": time.perf_counter() - started})
     tracker.set_tags({"base_checksum": base.checksum})
 
-    unproducible = warn_tokenizer_table_mismatch(options.tokenizer, base.tokens)
-    if unproducible is not None:
-        record({"corpus/tokenizer_unproducible_share": unproducible})
-    with reading(corpus):
-        counts = count_tokens(corpus, tokenizer, progress=options.progress)
-    if counts.total == 0:
-        raise InputError(", ".join(corpus.sources[:3]), "the corpus has no tokens",
-                         hint="check corpus.paths and corpus.tokenizer")
-    vocab = select_new_tokens(counts, base, options.vocab)
-    if vocab.covered_tokens == 0:
-        raise InputError(", ".join(corpus.sources[:3]), f"no corpus token is in the table "
-                         f"({len(counts.counts):,} distinct tokens, e.g. {', '.join(list(counts.counts)[:3])})",
-                         hint="check corpus.tokenizer.lowercase against the table's casing, and that the corpus "
-                              "is in the table's language")
-    general = general_probabilities(base, options.vocab.general_frequencies) if options.vocab.shift_top else None
-    candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
-                                  options.vocab.shift_skip_common) if general is not None else ()
-    fitting = fitting_tokens(counts, base, options.induce)
-    pool = selftest_pool(counts, base, options.induce)
-    targets = tuple(dict.fromkeys(vocab.new_tokens + fitting + pool + candidates))
-    with reading(corpus):  # one pass serves the new tokens, the map's fitting tokens and the shift candidates
-        contexts = context_counts(corpus, tokenizer, base, targets, window=options.induce.window,
-                                  progress=options.progress)
-    if candidates and general is not None:
-        scored = score_shift(candidates, contexts, base, counts, general)
-        vocab = dataclasses.replace(vocab, shifted=select_shifted(scored, options.vocab.shift_top,
-                                                                  options.vocab.shift_threshold))
-    if counts.replaced:
-        log.warning("%s: %d undecodable byte sequences were replaced by U+FFFD", ", ".join(corpus.sources[:3]),
-                    counts.replaced)
-    record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
-            "corpus/replaced_characters": counts.replaced,
-            "corpus/distinct_tokens": len(counts.counts), "vocab/new_tokens": len(vocab.new_tokens),
-            "vocab/candidates": vocab.candidates, "vocab/shift_candidates": len(candidates),
-            "vocab/shifted_tokens": len(vocab.shifted), "vocab/frozen_rows": vocab.frozen_rows,
-            "vocab/coverage_before": vocab.coverage_before})
-
-    induce_started = time.perf_counter()
-    induced = induce_vectors(contexts, base, counts, vocab.new_tokens, options.induce)
-    by_method = {f"induce/method_{m.replace('+', '_')}": float(induced.methods.count(m))  # MLflow refuses '+'
-                 for m in sorted(set(induced.methods))}
-    record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
-            "induce/seconds": time.perf_counter() - induce_started, **by_method})
-    if options.induce.selftest_size:
-        checked = self_test(contexts, base, counts, options.induce)
-        if checked is not None:
-            record(checked.metrics())
+    counts, vocab, contexts = choose_stage(options, corpus, tokenizer, base, record)
+    induced = induce_stage(options, base, counts, vocab, contexts, record)
     report = vocab_report(vocab, induced)
     write_vocab_report(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
@@ -195,6 +150,68 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
         tracker.log_artifact(path)
     tracker.log_artifacts(out_dir / "export", "export")
     return AdaptResult(adapted, metrics, manifest, exports, neighbours)
+
+
+def choose_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
+                 record: Callable[[dict[str, float]], None]) -> tuple[TokenCounts, DomainVocab, ContextCounts]:
+    """Count the corpus, choose new and shifted tokens, and count contexts in one pass for every later use.
+
+    Raises:
+        InputError: the corpus has no tokens, or none of them is in the table.
+    """
+    unproducible = warn_tokenizer_table_mismatch(options.tokenizer, base.tokens)
+    if unproducible is not None:
+        record({"corpus/tokenizer_unproducible_share": unproducible})
+    with reading(corpus):
+        counts = count_tokens(corpus, tokenizer, progress=options.progress)
+    if counts.total == 0:
+        raise InputError(", ".join(corpus.sources[:3]), "the corpus has no tokens",
+                         hint="check corpus.paths and corpus.tokenizer")
+    vocab = select_new_tokens(counts, base, options.vocab)
+    if vocab.covered_tokens == 0:
+        raise InputError(", ".join(corpus.sources[:3]), f"no corpus token is in the table "
+                         f"({len(counts.counts):,} distinct tokens, e.g. {', '.join(list(counts.counts)[:3])})",
+                         hint="check corpus.tokenizer.lowercase against the table's casing, and that the corpus "
+                              "is in the table's language")
+    general = general_probabilities(base, options.vocab.general_frequencies) if options.vocab.shift_top else None
+    candidates = shift_candidates(counts, base, options.vocab.shift_min_count, general,
+                                  options.vocab.shift_skip_common) if general is not None else ()
+    fitting = fitting_tokens(counts, base, options.induce)
+    pool = selftest_pool(counts, base, options.induce)
+    targets = tuple(dict.fromkeys(vocab.new_tokens + fitting + pool + candidates))
+    with reading(corpus):  # one pass serves the new tokens, the map's fitting tokens and the shift candidates
+        contexts = context_counts(corpus, tokenizer, base, targets, window=options.induce.window,
+                                  progress=options.progress)
+    if candidates and general is not None:
+        scored = score_shift(candidates, contexts, base, counts, general)
+        vocab = dataclasses.replace(vocab, shifted=select_shifted(scored, options.vocab.shift_top,
+                                                                  options.vocab.shift_threshold))
+    if counts.replaced:
+        log.warning("%s: %d undecodable byte sequences were replaced by U+FFFD", ", ".join(corpus.sources[:3]),
+                    counts.replaced)
+    record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
+            "corpus/replaced_characters": counts.replaced,
+            "corpus/distinct_tokens": len(counts.counts), "vocab/new_tokens": len(vocab.new_tokens),
+            "vocab/candidates": vocab.candidates, "vocab/shift_candidates": len(candidates),
+            "vocab/shifted_tokens": len(vocab.shifted), "vocab/frozen_rows": vocab.frozen_rows,
+            "vocab/coverage_before": vocab.coverage_before})
+    return counts, vocab, contexts
+
+
+def induce_stage(options: AdaptOptions, base: EmbeddingTable, counts: TokenCounts, vocab: DomainVocab,
+                 contexts: ContextCounts, record: Callable[[dict[str, float]], None]) -> InducedVectors:
+    """Vectors for the new tokens, and the self-test of the method on held-out table tokens."""
+    induce_started = time.perf_counter()
+    induced = induce_vectors(contexts, base, counts, vocab.new_tokens, options.induce)
+    by_method = {f"induce/method_{m.replace('+', '_')}": float(induced.methods.count(m))  # MLflow refuses '+'
+                 for m in sorted(set(induced.methods))}
+    record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
+            "induce/seconds": time.perf_counter() - induce_started, **by_method})
+    if options.induce.selftest_size:
+        checked = self_test(contexts, base, counts, options.induce)
+        if checked is not None:
+            record(checked.metrics())
+    return induced
 
 
 def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
