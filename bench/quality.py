@@ -28,6 +28,7 @@ import tensorflow as tf  # noqa: E402
 from pipeline.cooccurrence import context_counts  # noqa: E402
 from pipeline.corpus import files_corpus  # noqa: E402
 from pipeline.counts import TokenCounts, count_tokens  # noqa: E402
+from pipeline.evaluate import pair_wins  # noqa: E402
 from pipeline.formats import LoadOptions, load_table  # noqa: E402
 from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors  # noqa: E402
 from pipeline.selftest import self_test, selftest_pool  # noqa: E402
@@ -54,19 +55,9 @@ def auc(vectors: Callable[[str], npt.NDArray[np.float32]], pairs: list[tuple[str
     """Share of (a, b) pairs whose cosine beats (a, r), r drawn from the pairs' words (never a or b)."""
     words = sorted({w for p in pairs for w in p})
     where = {w: i for i, w in enumerate(words)}
-    m = np.stack([vectors(w) for w in words]).astype(np.float64)
-    m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
     a = np.array([where[x] for x, _ in pairs])
     b = np.array([where[y] for _, y in pairs])
-    rng = np.random.default_rng(seed)
-    r = rng.integers(0, len(words), size=(len(pairs), negatives))
-    bad = (r == a[:, None]) | (r == b[:, None])
-    while bad.any():
-        r[bad] = rng.integers(0, len(words), size=int(bad.sum()))
-        bad = (r == a[:, None]) | (r == b[:, None])
-    positive = np.einsum("ij,ij->i", m[a], m[b])[:, None]
-    negative = np.einsum("ij,ikj->ik", m[a], m[r])
-    return float(((positive > negative) + 0.5 * (positive == negative)).mean())
+    return float(pair_wins(np.stack([vectors(w) for w in words]), a, b, negatives=negatives, seed=seed).mean())
 
 
 def lookup(table: EmbeddingTable, tokens: tuple[str, ...], induced: npt.NDArray[np.float32],
