@@ -91,6 +91,9 @@ GRID: dict[str, list[str]] = {
     "mapped lr 3e-4": ["train.context=mapped", "train.lr=0.0003"],
     "mapped sgd lr 1": ["train.context=mapped", "train.optimizer=sgd", "train.lr=1.0"],
     "mapped lr 1e-4": ["train.context=mapped", "train.lr=0.0001"],
+    "lr 1e-3 (probes)": ["train.lr=0.001"],
+    "lr 1e-3 heldout_loss": ["train.lr=0.001", "train.monitor=heldout_loss"],
+    "lr 3e-4 (probes)": ["train.lr=0.0003"],
     "mapped lr 3e-4 1 epoch": ["train.context=mapped", "train.lr=0.0003", "train.epochs=1"],
     "mapped lr 3e-4 anchor 1": ["train.context=mapped", "train.lr=0.0003", "train.anchor_mu=1.0"],
 }

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors
+from pipeline.induce import InducedVectors, InduceOptions, fitting_tokens, induce_vectors
 from pipeline.neighbours import nearest_rows
 from pipeline.table import EmbeddingTable
 
@@ -26,11 +26,13 @@ class SelfTest:
         mean_cosine: mean cosine of induced to true vectors.
         recall_at_10: share of held-out tokens whose true row is among the 10 rows nearest their
             induced vector.
+        held_out: the held-out tokens' induced vectors (fine-tuning trains them as probes).
     """
 
     size: int
     mean_cosine: float
     recall_at_10: float
+    held_out: InducedVectors | None = None
 
     def metrics(self) -> dict[str, float]:
         """As ``induce/selftest_*`` metrics."""
@@ -69,4 +71,4 @@ def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCount
     top, _ = nearest_rows(table, induced.vectors, k=10)
     rows = table.indices(induced.tokens)
     recall = float(np.mean([row in hits for row, hits in zip(rows, top, strict=True)]))
-    return SelfTest(len(induced.tokens), float(cosine.mean()), recall)
+    return SelfTest(len(induced.tokens), float(cosine.mean()), recall, induced)

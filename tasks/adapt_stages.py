@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from pipeline.adapted import AdaptedTable, append_induced
@@ -27,7 +29,7 @@ from pipeline.formats.cache import default_cache_dir
 from pipeline.induce import InducedVectors, fitting_tokens, induce_vectors
 from pipeline.integrity import check_integrity
 from pipeline.neighbours import nearest
-from pipeline.selftest import self_test, selftest_pool
+from pipeline.selftest import SelfTest, self_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, warn_tokenizer_table_mismatch
@@ -111,7 +113,7 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     tracker.set_tags({"base_checksum": base.checksum})
 
     counts, vocab, contexts = choose_stage(options, corpus, tokenizer, base, record)
-    induced = induce_stage(options, base, counts, vocab, contexts, record)
+    induced, checked = induce_stage(options, base, counts, vocab, contexts, record)
     report = vocab_report(vocab, induced)
     write_vocab_report(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
@@ -119,7 +121,8 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
 
     trained = None
     if options.train.objective != "none":
-        trained = train_stage(options, corpus, tokenizer, base, vocab, induced, counts, out_dir,
+        probes = checked.held_out if checked is not None and options.train.monitor == "probes" else None
+        trained = train_stage(options, corpus, tokenizer, base, vocab, induced, counts, out_dir, probes=probes,
                               strategy=strategy, tracker=tracker, record=record)
     adapted = append_induced(base, induced, trained)
     integrity = check_integrity(base, adapted)
@@ -199,7 +202,8 @@ def choose_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, ba
 
 
 def induce_stage(options: AdaptOptions, base: EmbeddingTable, counts: TokenCounts, vocab: DomainVocab,
-                 contexts: ContextCounts, record: Callable[[dict[str, float]], None]) -> InducedVectors:
+                 contexts: ContextCounts, record: Callable[[dict[str, float]], None]) -> tuple[
+                     InducedVectors, SelfTest | None]:
     """Vectors for the new tokens, and the self-test of the method on held-out table tokens."""
     induce_started = time.perf_counter()
     induced = induce_vectors(contexts, base, counts, vocab.new_tokens, options.induce)
@@ -207,16 +211,15 @@ def induce_stage(options: AdaptOptions, base: EmbeddingTable, counts: TokenCount
                  for m in sorted(set(induced.methods))}
     record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
             "induce/seconds": time.perf_counter() - induce_started, **by_method})
-    if options.induce.selftest_size:
-        checked = self_test(contexts, base, counts, options.induce)
-        if checked is not None:
-            record(checked.metrics())
-    return induced
+    checked = self_test(contexts, base, counts, options.induce) if options.induce.selftest_size else None
+    if checked is not None:
+        record(checked.metrics())
+    return induced, checked
 
 
 def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
                 vocab: DomainVocab, induced: InducedVectors, counts: TokenCounts, out_dir: Path, *,
-                strategy: tf.distribute.Strategy, tracker: NullTracker,
+                probes: InducedVectors | None = None, strategy: tf.distribute.Strategy, tracker: NullTracker,
                 record: Callable[[dict[str, float]], None]) -> TrainedRows | None:
     """Fine-tune the new and shifted rows under ``<out_dir>/train``; None when there is nothing to train.
 
@@ -228,7 +231,13 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
         log.warning("train: nothing to train (no new or shifted rows were chosen); fine-tuning skipped")
         record({"train/trainable_rows": 0.0})
         return None
-    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map)
+    held_out: tuple[tuple[str, ...], npt.NDArray[np.float32]] = ((), np.zeros((0, base.dim), np.float32))
+    if probes is not None and options.train.probes and probes.tokens:
+        # evenly spaced through the self-test's tokens (most frequent first): every frequency, not the top
+        pick = np.unique(np.linspace(0, len(probes.tokens) - 1, min(options.train.probes, len(probes.tokens)))
+                         .round().astype(np.int64))
+        held_out = (tuple(probes.tokens[i] for i in pick), probes.vectors[pick])
+    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map, held_out)
     directory = out_dir / "train"
     with reading(corpus):
         windows = extract_windows(corpus, tokenizer, rows, window=options.train.window,

@@ -36,6 +36,10 @@ class TrainingVocab:
             pretrained rows for the others.
         counts: corpus count per local id.
         context_map: a la carte's map, when induction fitted one (``train.context=mapped``).
+        probes: how many trainable rows, right after the new tokens, are probes: held-out table
+            tokens trained as if new to judge training, never written back. As contexts they keep
+            their true vectors, so the other rows train exactly as without them.
+        probe_truth: ``(probes, dim)`` the probes' true vectors.
     """
 
     tokens: tuple[str, ...]
@@ -44,13 +48,25 @@ class TrainingVocab:
     vectors: npt.NDArray[np.float32]
     counts: npt.NDArray[np.int64]
     context_map: npt.NDArray[np.float64] | None = None
+    new: int = 0
+    probes: int = 0
+    probe_truth: npt.NDArray[np.float32] | None = None
+
+    @property
+    def probe_rows(self) -> slice:
+        """The local ids of the probes."""
+        return slice(self.new, self.new + self.probes)
 
     def context_vectors(self, kind: str) -> npt.NDArray[np.float32]:
-        """The context vector of every local id for ``train.context``: the starting rows, or them
-        through the map (``mapped``, when there is a map)."""
+        """The context vector of every local id for ``train.context``: the starting rows (probes: their
+        true vectors), or them through the map (``mapped``, when there is a map)."""
+        vectors = self.vectors
+        if self.probes and self.probe_truth is not None:
+            vectors = vectors.copy()
+            vectors[self.probe_rows] = self.probe_truth
         if kind == "mapped" and self.context_map is not None:
-            return (self.vectors @ self.context_map.astype(np.float32)).astype(np.float32)
-        return self.vectors
+            return (vectors @ self.context_map.astype(np.float32)).astype(np.float32)
+        return vectors
 
     @property
     def index(self) -> dict[str, int]:
@@ -60,8 +76,19 @@ class TrainingVocab:
 
 def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors: npt.NDArray[np.float32],
                    shifted: Sequence[str], counts: TokenCounts,
-                   context_map: npt.NDArray[np.float64] | None = None) -> TrainingVocab:
-    """Trainable rows (new tokens, then shifted table tokens) and the corpus's other table tokens as contexts."""
+                   context_map: npt.NDArray[np.float64] | None = None,
+                   probes: tuple[Sequence[str], npt.NDArray[np.float32]] = ((), np.zeros((0, 0), np.float32))) -> (
+        TrainingVocab):
+    """Trainable rows (new tokens, then probes, then shifted table tokens) and the corpus's other table
+    tokens as contexts. ``probes`` are held-out table tokens with their induced vectors."""
+    probe_tokens, probe_vectors = probes
+    keep = [i for i, t in enumerate(probe_tokens) if t not in set(shifted)]  # a shifted token trains for real
+    probe_tokens = [probe_tokens[i] for i in keep]
+    probe_vectors = probe_vectors[keep] if len(keep) else probe_vectors[:0]
+    if len(probe_tokens):
+        new_vectors = np.concatenate([new_vectors, probe_vectors]).astype(np.float32)
+    n_new = len(new_tokens)
+    new_tokens = [*new_tokens, *probe_tokens]
     trainable = [*new_tokens, *shifted]
     taken = set(trainable)
     others = [t for t, n in counts.counts.items() if n > 0 and t not in taken and t in base]
@@ -75,7 +102,9 @@ def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors:
     anchored = np.zeros(len(trainable), dtype=bool)
     anchored[len(new_tokens):] = True
     local_counts = np.fromiter((counts.counts.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
-    return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts, context_map)
+    truth = base.matrix[base.indices(probe_tokens)] if len(probe_tokens) else None
+    return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts, context_map, n_new,
+                         len(probe_tokens), truth)
 
 
 @dataclass(frozen=True)

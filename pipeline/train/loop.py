@@ -162,16 +162,16 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         pretrained = tf.Variable(vocab.vectors, trainable=False, name="pretrained")
         anchored = tf.constant(vocab.anchored.astype(np.float32))
         variables = [rows]
+        if options.context == "mapped" and vocab.context_map is None:
+            log.warning("train.context=mapped: induction fitted no map (induce.method is not auto or "
+                        "alacarte, or the corpus was too small); the frozen rows are the contexts")
+        source = vocab.context_vectors(options.context)
         contexts: tf.Variable = pretrained
         if options.context == "learned":
-            contexts = tf.Variable(vocab.vectors, name="contexts")
+            contexts = tf.Variable(source, name="contexts")
             variables.append(contexts)
-        elif options.context == "mapped":
-            if vocab.context_map is None:
-                log.warning("train.context=mapped: induction fitted no map (induce.method is not auto or "
-                            "alacarte, or the corpus was too small); the frozen rows are the contexts")
-            else:
-                contexts = tf.Variable(vocab.context_vectors("mapped"), trainable=False, name="mapped_contexts")
+        elif source is not vocab.vectors:  # mapped, or probes seen as contexts with their true vectors
+            contexts = tf.Variable(source, trainable=False, name="context_rows")
         if options.objective == "glove":
             row_bias = tf.Variable(tf.zeros([k]), name="row_bias")
             context_bias = tf.Variable(tf.zeros([len(vocab.tokens)]), name="context_bias")
@@ -259,17 +259,38 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         now = pretrained.numpy()[k:]
         return float(np.abs(now - frozen_start).max()) if len(now) else 0.0
 
-    evaluate = options.heldout > 0 and len(inputs.heldout[0]) > 0
+    has_heldout = options.heldout > 0 and len(inputs.heldout[0]) > 0
+    probes = vocab.probe_rows
+    use_probes = options.monitor == "probes" and vocab.probes > 0 and vocab.probe_truth is not None
+    truth = tf.math.l2_normalize(tf.constant(vocab.probe_truth if use_probes else np.zeros((0, vocab.vectors.shape[1]),
+                                                                                            np.float32)), axis=1)
+
+    def probe_cosine() -> float:
+        guess = tf.math.l2_normalize(rows[probes.start: probes.stop], axis=1)
+        return float(tf.reduce_mean(tf.reduce_sum(guess * truth, axis=1)))
+
+    def evaluation() -> tuple[float, dict[str, float]]:
+        """The monitored value (lower is better) and what to log."""
+        logged: dict[str, float] = {}
+        if has_heldout:
+            logged["train/heldout_loss"] = float(heldout_loss() or 0.0)
+        if use_probes:
+            logged["train/probe_cosine"] = probe_cosine()
+            return -logged["train/probe_cosine"], logged
+        return logged["train/heldout_loss"], logged
+
+    evaluate = has_heldout or use_probes
+    if options.monitor == "probes" and not use_probes:
+        log.info("train.monitor=probes: no probes (induce.selftest_size=0?); the held-out loss is monitored")
     metrics: dict[str, float] = {
         "train/trainable_rows": float(k), "train/planned_steps": float(inputs.planned_steps),
         "train/resumed": float(resumed), "train/replicas": float(strategy.num_replicas_in_sync)}
     if evaluate and not resumed:
-        initial = heldout_loss()
-        assert initial is not None
+        initial, logged = evaluation()
         best_loss.assign(initial)
-        metrics["train/heldout_loss_initial"] = initial
+        metrics.update({f"{k}_initial": v for k, v in logged.items()})
         if on_metrics:
-            on_metrics({"train/heldout_loss": initial}, 0)
+            on_metrics(logged, 0)
 
     positions: collections.deque[Position] = collections.deque()
     start = Position(int(state["epoch"]), int(state["chunk"]), int(state["batch"]))
@@ -316,9 +337,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             step_metrics: dict[str, float] = {}
             if evaluate and ((options.eval_every and step % options.eval_every == 0)
                              or (not options.eval_every and epoch_done)):
-                held = heldout_loss()
-                assert held is not None
-                step_metrics["train/heldout_loss"] = held
+                held, logged = evaluation()
+                step_metrics.update(logged)
                 if held < float(best_loss):
                     best_loss.assign(held)
                     best_rows.assign(rows.read_value())
@@ -349,18 +369,22 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     log.debug("train_step traced %d times, _heldout_sum %d times", train_step.experimental_get_tracing_count(),
               _heldout_sum.experimental_get_tracing_count())
     if evaluate:
-        held = heldout_loss()
-        assert held is not None
+        held, logged = evaluation()
         if held < float(best_loss):
             best_loss.assign(held)
             best_rows.assign(rows.read_value())
-        metrics["train/heldout_loss_final"] = held
-        metrics["train/heldout_loss_best"] = float(best_loss)
-        result = best_rows.numpy()  # the rows of the best held-out loss (the start, if training never beat it)
+        metrics.update({f"{k}_final": v for k, v in logged.items()})
+        result = best_rows.numpy()  # the rows of the best evaluation (the start, if training never beat it)
+        rows.assign(result)
+        metrics.update({f"{k}_best": v for k, v in evaluation()[1].items()})
     else:
         result = rows.numpy()
+    kept = np.r_[0:probes.start, probes.stop:k]  # probes judged training; they are not part of the result
     seconds = time.perf_counter() - started
     metrics.update({"train/steps": float(step), "train/stopped_early": float(stopped_early),
                     "train/seconds": seconds, "train/pairs_per_second": pairs_total / max(seconds, 1e-9),
                     "train/frozen_max_abs_diff": frozen_max_abs_diff()})
-    return TrainedRows(vocab.tokens[:k], result.astype(np.float32), metrics, manager.latest_checkpoint)
+    if use_probes:
+        metrics["train/probes"] = float(vocab.probes)
+    tokens = tuple(vocab.tokens[i] for i in kept)
+    return TrainedRows(tokens, result[kept].astype(np.float32), metrics, manager.latest_checkpoint)

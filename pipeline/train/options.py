@@ -8,6 +8,7 @@ OBJECTIVES = ("none", "sgns", "glove")
 CONTEXTS = ("frozen", "mapped", "learned")
 OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+MONITORS = ("probes", "heldout_loss")
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,14 @@ class TrainOptions:
             are not anchored: they start from their induced vectors).
         heldout: share of documents held out for the held-out loss (0: no held-out loss, no early stop).
         eval_every: steps between held-out evaluations (0: once per epoch).
-        patience: evaluations without a better held-out loss before training stops (0: never
+        patience: evaluations without a better monitored value before training stops (0: never
             stops early); the rows of the best evaluation are the result.
+        monitor: what an evaluation judges: ``probes`` (the induction self-test's held-out table
+            tokens train alongside as if new, and their mean cosine to their true vectors is the
+            score: a measure of vector quality, where the held-out loss only measures the
+            objective) or ``heldout_loss``. ``probes`` needs ``induce.selftest_size > 0``; without
+            probes the held-out loss is monitored.
+        probes: most self-test tokens trained as probes (each adds its windows to every epoch).
         checkpoint_every: steps between checkpoints (a checkpoint is also written at the end).
         keep_checkpoints: checkpoints kept on disk.
         resume: continue from the run directory's last checkpoint when there is one.
@@ -68,6 +75,8 @@ class TrainOptions:
     heldout: float = 0.05
     eval_every: int = 0
     patience: int = 2
+    monitor: str = "probes"
+    probes: int = 200
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     resume: bool = True
@@ -78,7 +87,7 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         for name, allowed in (("objective", OBJECTIVES), ("context", CONTEXTS), ("optimizer", OPTIMIZERS),
-                              ("strategy", STRATEGIES)):
+                              ("strategy", STRATEGIES), ("monitor", MONITORS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.lr > 0:
@@ -88,7 +97,7 @@ class TrainOptions:
         for name in ("batch_size", "epochs", "window", "checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("negatives", "eval_every", "patience"):
+        for name in ("negatives", "eval_every", "patience", "probes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("sample", "anchor_mu", "weight_decay"):

@@ -232,3 +232,31 @@ def test_glove_trains_and_keeps_frozen_rows(setup: Setup) -> None:
     assert metrics["train/heldout_loss_best"] < metrics["train/heldout_loss_initial"]
     adapted = append_induced(setup.base, setup.induced, _trained(setup, vectors))
     assert check_integrity(setup.base, adapted).ok
+
+
+def test_probes_judge_training_and_are_never_written_back(setup: Setup) -> None:
+    # two table tokens trained as if new; their cosine to their true vectors is what training is judged by
+    rng = np.random.default_rng(3)
+    probe_tokens = ["cello", "bolt"]
+    vocab = training_vocab(setup.base, setup.induced.tokens, setup.induced.vectors, SHIFTED, setup.counts,
+                           probes=(probe_tokens, rng.normal(0, 1, (2, setup.base.dim)).astype(np.float32)))
+    assert vocab.tokens[: vocab.trainable] == (*NEW, *probe_tokens, *SHIFTED) and vocab.probes == 2
+    contexts = vocab.context_vectors("frozen")  # as contexts, probes keep their true vectors
+    np.testing.assert_array_equal(contexts[vocab.probe_rows], setup.base.matrix[setup.base.indices(probe_tokens)])
+    windows = extract_windows(files_corpus([str(setup.directory.parent / "data" / "corpus.txt")]), Tokenizer(), vocab,
+                              window=3, heldout=0.2, directory=setup.directory / "probes", progress=False)
+    seen: list[float] = []
+
+    def watch(metrics: dict[str, float], step: int) -> None:
+        if "train/probe_cosine" in metrics:
+            seen.append(metrics["train/probe_cosine"])
+
+    options = TrainOptions(window=3, batch_size=16, epochs=4, sample=0.0, lr=0.05, patience=0)
+    trained = fine_tune(vocab, windows, options, directory=setup.directory / "probes", seed=0,
+                        strategy=make_strategy("default", "/CPU:0"), on_metrics=watch, progress=False)
+    assert trained.tokens == (*NEW, *SHIFTED)  # probes are not part of the result
+    m = trained.metrics
+    assert m["train/probes"] == 2.0 and len(seen) == 5  # the start and every epoch
+    assert m["train/probe_cosine_initial"] == seen[0] and m["train/probe_cosine_best"] == pytest.approx(max(seen))
+    if max(seen) == seen[0]:  # training never beat the start: the result is the start
+        np.testing.assert_array_equal(trained.vectors[: len(NEW)], vocab.vectors[: len(NEW)])
