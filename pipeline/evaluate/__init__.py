@@ -2,7 +2,7 @@
 
 from pipeline.evaluate.analogies import AnalogyResult, SectionScore, top_rows, word_analogies
 from pipeline.evaluate.files import Analogies, ScoredPairs, read_analogies, read_pairs, read_scored_pairs
-from pipeline.evaluate.lookup import GENSIM_RESTRICT_VOCAB, Vocabulary
+from pipeline.evaluate.lookup import GENSIM_RESTRICT_VOCAB
 from pipeline.evaluate.relatedness import RelatednessResult, pair_wins, relatedness_auc
 from pipeline.evaluate.similarity import SimilarityResult, cosines, word_similarity
 
@@ -14,7 +14,6 @@ __all__ = [
     "ScoredPairs",
     "SectionScore",
     "SimilarityResult",
-    "Vocabulary",
     "cosines",
     "pair_wins",
     "read_analogies",

@@ -119,7 +119,7 @@ def word_analogies(table: EmbeddingTable, analogies: Analogies, *,
     """
     if query_batch < 1 or block_rows < 1:
         raise ValueError(f"query_batch and block_rows must be positive, got {query_batch} and {block_rows}")
-    vocab = Vocabulary.of(table, restrict_vocab, case_insensitive)
+    vocab = Vocabulary.of(table, (w for q in analogies.questions for w in q), restrict_vocab, case_insensitive)
     matrix = table.matrix[: vocab.rows]
     count = len(analogies.questions)
     words = np.array(analogies.questions, dtype=object).reshape(count, 4)

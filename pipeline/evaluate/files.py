@@ -62,12 +62,15 @@ def _lines(path: str | Path, what: str, hint: str) -> Iterator[tuple[int, str]]:
         raise InputError(path, f"{what} not found", hint=hint) from None
     except OSError as err:
         raise InputError(path, f"cannot read the {what}: {err.strerror}", hint=hint) from None
-    for number, raw in enumerate(data.splitlines(), start=1):
-        try:
-            yield number, raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise InputError(path, f"not UTF-8 text: byte {raw[err.start:err.start + 1]!r} at column {err.start + 1}",
-                             line=number, hint="save the file as UTF-8") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise InputError(path, f"not UTF-8 text: byte {data[err.start:err.start + 1]!r} at column {column}",
+                         line=line, hint="save the file as UTF-8") from None
+    # line breaks as a text-mode file reads them (str.splitlines would also break at \x1c, \x85, ...)
+    yield from enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1)
 
 
 def _tab_fields(path: str | Path, what: str, layout: str) -> Iterator[tuple[int, list[str]]]:

@@ -40,11 +40,10 @@ class SimilarityResult:
 
 def cosines(matrix: npt.NDArray[np.float32], a: npt.NDArray[np.int64],
             b: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """Cosine of rows ``a[i]`` and ``b[i]`` of ``matrix``, in float64; 0 where a row is all zeros."""
-    x = np.asarray(matrix[a], dtype=np.float64)
-    y = np.asarray(matrix[b], dtype=np.float64)
-    norms = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
-    dots = np.einsum("ij,ij->i", x, y)
+    """Cosine of rows ``a[i]`` and ``b[i]`` of ``matrix``, accumulated in float64; 0 where a row is all zeros."""
+    x, y = matrix.take(a, axis=0), matrix.take(b, axis=0)
+    dots = np.einsum("ij,ij->i", x, y, dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64) * np.einsum("ij,ij->i", y, y, dtype=np.float64))
     return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
@@ -71,7 +70,7 @@ def word_similarity(table: EmbeddingTable, pairs: ScoredPairs, *,
         restrict_vocab: how many leading rows are in use; None for all.
         case_insensitive: compare words by their upper-case form.
     """
-    vocab = Vocabulary.of(table, restrict_vocab, case_insensitive)
+    vocab = Vocabulary.of(table, (w for pair in pairs.pairs for w in pair), restrict_vocab, case_insensitive)
     a = vocab.rows_of(p[0] for p in pairs.pairs)
     b = vocab.rows_of(p[1] for p in pairs.pairs)
     covered = (a >= 0) & (b >= 0)
