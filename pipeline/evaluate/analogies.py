@@ -14,7 +14,7 @@ from pipeline.table import EmbeddingTable, row_blocks
 
 TOPN = 5  # gensim looks no further than its 5 best answers (most_similar(topn=5))
 QUERY_BATCH = 1024
-BLOCK_ROWS = 65536  # scores of QUERY_BATCH questions against a block of rows: 256 MiB of float32
+BLOCK_ROWS = 16384  # scores of QUERY_BATCH questions against a block of rows: 64 MiB of float32
 
 
 @dataclass(frozen=True)
