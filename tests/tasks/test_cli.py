@@ -87,6 +87,10 @@ def test_installed_wheel_finds_its_configs(tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "configs" / "conf.yaml").is_file() and not (site / "configs" / "conf.yaml").is_symlink()
+    # every module of the checkout is in the wheel (an editable install would hide a missing one below)
+    for package in ("pipeline", "tasks"):
+        for module in (ROOT / package).rglob("*.py"):
+            assert (site / module.relative_to(ROOT)).is_file(), f"{module.relative_to(ROOT)} is not in the wheel"
     shown = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import tasks.adapt, "
                             "runpy; sys.argv = ['adapt', '--cfg', 'job']; print(tasks.adapt.__file__, file=sys.stderr);"
                             " tasks.adapt.main()", str(site)], cwd=tmp_path, capture_output=True, text=True,
@@ -163,7 +167,7 @@ main()
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(planted: Planted, tmp_path: Path) -> None:
     args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=8",
-            "train.strategy=mirrored", "hydra.run.dir=out"]
+            "train.strategy=mirrored", "train.monitor=heldout_loss", "train.lr=0.01", "hydra.run.dir=out"]
     done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
