@@ -20,10 +20,29 @@ from pipeline.tokenize import Tokenizer
 FOLD_PAIRS = 4_000_000
 
 
-def _lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
+def token_lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """Token -> its position in ``tokens`` (int64), -1 for any other string."""
     keys = tf.constant(list(tokens), dtype=tf.string)
     values = tf.range(len(tokens), dtype=tf.int64)
     return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+def window_offsets(window: int) -> npt.NDArray[np.int64]:
+    """The position offsets of a window's contexts: ``-window .. -1, 1 .. window``."""
+    return np.array([*range(-window, 0), *range(1, window + 1)], dtype=np.int64)
+
+
+def neighbour_ids(ids: npt.NDArray[np.int64], document: npt.NDArray[np.int64], centres: npt.NDArray[np.int64],
+                  offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``(len(centres), len(offsets))``: the id at each offset from each centre position, -1 where that
+    position is outside the batch or in another document (ids of -1 stay -1)."""
+    found = np.full((len(centres), len(offsets)), -1, dtype=np.int64)
+    for column, offset in enumerate(offsets):
+        other = centres + offset
+        here = np.flatnonzero((other >= 0) & (other < len(ids)))
+        same = here[document[centres[here]] == document[other[here]]]
+        found[same, column] = ids[other[same]]
+    return found
 
 
 @dataclass(frozen=True)
@@ -93,8 +112,8 @@ def context_counts(
         raise ValueError(f"window must be at least 1, got {window}")
     if not targets:
         return ContextCounts((), sp.csr_matrix((0, len(table)), dtype=np.float32), window)
-    table_ids = _lookup(table.tokens)
-    target_ids = _lookup(targets)
+    table_ids = token_lookup(table.tokens)
+    target_ids = token_lookup(targets)
 
     def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         flat = batch.flat_values
@@ -133,14 +152,6 @@ def _pairs(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(target index, context row) for every target occurrence and in-table neighbour in its window."""
     centres = np.flatnonzero(target >= 0)
-    rows: list[npt.NDArray[np.int64]] = []
-    cols: list[npt.NDArray[np.int64]] = []
-    n = len(context)
-    for offset in (*range(-window, 0), *range(1, window + 1)):
-        other = centres + offset
-        inside = (other >= 0) & (other < n)
-        here, there = centres[inside], other[inside]
-        keep = (document[here] == document[there]) & (context[there] >= 0)
-        rows.append(target[here[keep]])
-        cols.append(context[there[keep]])
-    return np.concatenate(rows), np.concatenate(cols)
+    neighbours = neighbour_ids(context, document, centres, window_offsets(window))
+    which, column = np.nonzero(neighbours >= 0)
+    return target[centres[which]], neighbours[which, column]

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import tensorflow as tf
 from tqdm import tqdm
 
+from pipeline.cooccurrence import neighbour_ids, token_lookup, window_offsets
 from pipeline.corpus import Corpus
 from pipeline.counts import TokenCounts, tokenized
 from pipeline.table import EmbeddingTable
@@ -82,7 +83,8 @@ def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors:
     """Trainable rows (new tokens, then probes, then shifted table tokens) and the corpus's other table
     tokens as contexts. ``probes`` are held-out table tokens with their induced vectors."""
     probe_tokens, probe_vectors = probes
-    keep = [i for i, t in enumerate(probe_tokens) if t not in set(shifted)]  # a shifted token trains for real
+    trained = set(shifted)
+    keep = [i for i, t in enumerate(probe_tokens) if t not in trained]  # a shifted token trains for real
     probe_tokens = [probe_tokens[i] for i in keep]
     probe_vectors = probe_vectors[keep] if len(keep) else probe_vectors[:0]
     if len(probe_tokens):
@@ -127,8 +129,7 @@ class Windows:
     @property
     def offsets(self) -> npt.NDArray[np.int64]:
         """The position offset of each context column."""
-        w = self.window
-        return np.array([*range(-w, 0), *range(1, w + 1)], dtype=np.int64)
+        return window_offsets(self.window)
 
 
 def _heldout_documents(document: npt.NDArray[np.int64], share: float) -> npt.NDArray[np.bool_]:
@@ -148,9 +149,7 @@ def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, 
     memory maps. Held-out documents are chosen by a hash of their index (deterministic).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    keys = tf.constant(list(vocab.tokens), dtype=tf.string)
-    lookup = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(keys, tf.range(len(vocab.tokens), dtype=tf.int32)), default_value=-1)
+    lookup = token_lookup(vocab.tokens)
 
     def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         return lookup.lookup(batch.flat_values), batch.value_rowids(), batch.nrows()
@@ -158,7 +157,7 @@ def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, 
     width = 2 * window + 1
     paths = {"train": directory / "windows.train.i32", "heldout": directory / "windows.heldout.i32"}
     sizes = dict.fromkeys(paths, 0)
-    offsets = np.array([*range(-window, 0), *range(1, window + 1)], dtype=np.int64)
+    offsets = window_offsets(window)
     first_document = 0
     dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     with (open(paths["train"], "wb") as train_file, open(paths["heldout"], "wb") as heldout_file,
@@ -171,14 +170,9 @@ def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, 
             centres = np.flatnonzero((local >= 0) & (local < vocab.trainable))
             if not len(centres):
                 continue
-            rows = np.full((len(centres), width), -1, dtype=np.int32)
+            rows = np.empty((len(centres), width), dtype=np.int32)
             rows[:, 0] = local[centres]
-            for column, offset in enumerate(offsets, 1):
-                other = centres + offset
-                inside = (other >= 0) & (other < len(local))
-                here = np.flatnonzero(inside)
-                same = document[centres[here]] == document[other[here]]
-                rows[here[same], column] = local[other[here[same]]]
+            rows[:, 1:] = neighbour_ids(local, document, centres, offsets)
             held = _heldout_documents(document[centres], heldout)
             for name, part, handle in (("train", rows[~held], train_file), ("heldout", rows[held], heldout_file)):
                 handle.write(np.ascontiguousarray(part).tobytes())
