@@ -10,6 +10,7 @@ the table, and a frozen row cannot move: it is not in any variable an optimizer 
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from pipeline.train.data import Position, TrainingVocab, Windows, WindowStream, 
 from pipeline.train.objectives import anchor_penalty, glove_loss, sgns_loss, window_sgns_loss
 from pipeline.train.options import TrainOptions
 from pipeline.train.rows import TrainedRows
-from pipeline.train.streams import CellStream, cooccurrence_cells
+from pipeline.train.streams import CellStream, cell_arrays, cooccurrence_cells
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,11 @@ def _inputs(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed:
         columns = len(vocab.tokens)
         cells = cooccurrence_cells(windows.train, windows.offsets, vocab.trainable, columns)
         cell_stream = CellStream(cells, batch_size=options.batch_size, epochs=options.epochs, seed=seed,
-                            x_max=options.x_max, alpha=options.alpha)
+                                 x_max=options.x_max, alpha=options.alpha)
         held = cooccurrence_cells(windows.heldout, windows.offsets, vocab.trainable, columns)
         if held.nnz:  # scaled to the training counts' size, so that log X is comparable
             held = held * (cells.sum() / held.sum())
-        held_stream = CellStream(held, batch_size=1, epochs=1, seed=seed, x_max=options.x_max, alpha=options.alpha)
-        heldout = (held_stream.centres, held_stream.contexts, held_stream.log_counts, held_stream.weights)
+        heldout = cell_arrays(held, options.x_max, options.alpha)
         return _Inputs(cell_stream.batches, (ids, ids, tf.TensorSpec([None], tf.float32),
                                              tf.TensorSpec([None], tf.float32)), cell_stream.planned_steps(), heldout)
     stream = WindowStream(windows, keep_probabilities(vocab.counts, options.sample), batch_size=options.batch_size,
@@ -118,8 +118,6 @@ def _inputs(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed:
 
 def _signature(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed: int) -> dict[str, Any]:
     """What a checkpoint must agree with to be resumed: the options that shape training, and its inputs."""
-    import hashlib
-
     digest = hashlib.sha256("\n".join(vocab.tokens).encode()).hexdigest()
     chosen = {k: v for k, v in asdict(options).items() if k not in _RESUME_NEUTRAL}
     return {"options": chosen, "seed": seed, "tokens_sha256": digest, "trainable": vocab.trainable,
@@ -288,7 +286,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     if evaluate and not resumed:
         initial, logged = evaluation()
         best_loss.assign(initial)
-        metrics.update({f"{k}_initial": v for k, v in logged.items()})
+        metrics.update({f"{name}_initial": value for name, value in logged.items()})
         if on_metrics:
             on_metrics(logged, 0)
 
@@ -370,13 +368,15 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
               _heldout_sum.experimental_get_tracing_count())
     if evaluate:
         held, logged = evaluation()
-        if held < float(best_loss):
+        metrics.update({f"{name}_final": value for name, value in logged.items()})
+        if held < float(best_loss):  # the last rows are the best: their evaluation is the best one
             best_loss.assign(held)
             best_rows.assign(rows.read_value())
-        metrics.update({f"{k}_final": v for k, v in logged.items()})
-        result = best_rows.numpy()  # the rows of the best evaluation (the start, if training never beat it)
-        rows.assign(result)
-        metrics.update({f"{k}_best": v for k, v in evaluation()[1].items()})
+        else:  # the rows of an earlier evaluation (the start, if training never beat it)
+            rows.assign(best_rows.read_value())
+            logged = evaluation()[1]
+        metrics.update({f"{name}_best": value for name, value in logged.items()})
+        result = best_rows.numpy()
     else:
         result = rows.numpy()
     kept = np.r_[0:probes.start, probes.stop:k]  # probes judged training; they are not part of the result

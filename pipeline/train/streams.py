@@ -29,6 +29,14 @@ def cooccurrence_cells(windows: npt.NDArray[np.int32], offsets: npt.NDArray[np.i
     return total
 
 
+def cell_arrays(cells: sp.csr_matrix, x_max: float, alpha: float) -> tuple[
+        npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The non-zero cells as (centres, contexts, log counts, GloVe weights ``min((X / x_max) ** alpha, 1)``)."""
+    coo = cells.tocoo()
+    return (coo.row.astype(np.int32), coo.col.astype(np.int32), np.log(coo.data).astype(np.float32),
+            np.minimum((coo.data / x_max) ** alpha, 1.0).astype(np.float32))
+
+
 class CellStream:
     """Non-zero cells of the co-occurrence matrix, a seeded permutation per epoch, in batches.
 
@@ -38,11 +46,7 @@ class CellStream:
 
     def __init__(self, cells: sp.csr_matrix, *, batch_size: int, epochs: int, seed: int, x_max: float,
                  alpha: float) -> None:
-        coo = cells.tocoo()
-        self.centres = coo.row.astype(np.int32)
-        self.contexts = coo.col.astype(np.int32)
-        self.log_counts = np.log(coo.data).astype(np.float32)
-        self.weights = np.minimum((coo.data / x_max) ** alpha, 1.0).astype(np.float32)
+        self.centres, self.contexts, self.log_counts, self.weights = cell_arrays(cells, x_max, alpha)
         self.batch_size = batch_size
         self.epochs = epochs
         self.seed = seed
