@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.atomic import temp_beside
 from pipeline.errors import InputError
 from pipeline.formats.cache import ParseCache, cache_key, default_cache_dir
+from pipeline.formats.keras_file import check_keras_tokens, parse_keras, write_keras
 from pipeline.formats.npy import parse_npy, write_vocab
 from pipeline.formats.raw import RawRows, check_writable_tokens, open_binary
 from pipeline.formats.safetensors_file import parse_safetensors, write_safetensors
@@ -26,7 +27,7 @@ from pipeline.table import EmbeddingTable
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("word2vec_text", "glove", "word2vec_binary", "npy", "safetensors")
+FORMATS = ("word2vec_text", "glove", "word2vec_binary", "npy", "safetensors", "keras")
 TEXT_FORMATS = ("word2vec_text", "glove")
 EXTENSIONS = {
     "word2vec_text": ".w2v.txt",
@@ -34,6 +35,7 @@ EXTENSIONS = {
     "word2vec_binary": ".bin",
     "npy": ".npy",
     "safetensors": ".safetensors",
+    "keras": ".keras",
 }
 DEFAULT_TENSOR = "embeddings"
 
@@ -50,7 +52,7 @@ class LoadOptions:
         on_duplicate: ``error`` (default) or ``first`` (keep the first row, warn with a count).
         unicode_errors: ``strict`` (default: an error names the row) or ``replace`` (U+FFFD, counted).
         token_filter: a regular expression; only rows whose token matches it whole are kept.
-        tensor: the tensor name in a safetensors file.
+        tensor: the tensor name in a safetensors file; the Embedding layer's name in a .keras file.
         vocab_path: the tokens file of an npy or safetensors table.
         cache: cache parsed text tables (``cache_dir`` or :func:`default_cache_dir`).
         progress: show progress bars.
@@ -109,13 +111,13 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def format_from_name(path: Path) -> str | None:
-    """The format a file name implies (``.npy``, ``.safetensors``, ``.bin``, ``.glove.txt``), or None."""
+    """The format a file name implies (``.npy``, ``.safetensors``, ``.keras``, ``.bin``, ``.glove.txt``), or None."""
     name = path.name.lower()
     for suffix in (".gz", ".bz2", ".xz"):
         name = name.removesuffix(suffix)
     if name.endswith(".npz"):
         return "npy"  # refused with a clear message by the npy reader
-    for fmt in ("npy", "safetensors", "word2vec_binary", "glove"):
+    for fmt in ("npy", "safetensors", "keras", "word2vec_binary", "glove"):
         if name.endswith(EXTENSIONS[fmt]):
             return fmt
     return None
@@ -250,6 +252,8 @@ def _parse(file: Path, fmt: str, options: LoadOptions, limit: int | None) -> Raw
                             progress=options.progress)
     if fmt == "npy":
         return parse_npy(file, vocab_path=options.vocab_path, limit=limit)
+    if fmt == "keras":
+        return parse_keras(file, layer=options.tensor, limit=limit)
     return parse_safetensors(file, tensor=options.tensor, vocab_path=options.vocab_path, limit=limit)
 
 
@@ -283,7 +287,9 @@ def save_table(
     """Write ``table`` to ``path`` atomically: a temporary name in the same folder, then a rename.
 
     Text formats are gzip-compressed when ``path`` ends with ``.gz``. npy and safetensors tables
-    also write their tokens to ``<path without suffix>.vocab.txt``.
+    also write their tokens to ``<path without suffix>.vocab.txt``; a keras table holds them inside
+    (a Keras model: StringLookup ``lookup``, then Embedding ``embedding``; see
+    :mod:`pipeline.formats.keras_file`).
     """
     target = Path(path)
     fmt = fmt or detect_format_from_name(target)
@@ -291,10 +297,14 @@ def save_table(
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt in TEXT_FORMATS or fmt == "word2vec_binary":
         check_writable_tokens(table.tokens, target)
+    if fmt == "keras":
+        check_keras_tokens(table.tokens, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     written: list[tuple[Path, Path]] = []
     try:
         tmp = temp_beside(target)
+        if fmt == "keras":
+            tmp = tmp.with_name(tmp.name + EXTENSIONS["keras"])  # keras.saving.save_model wants the suffix
         written.append((tmp, target))
         tokens, matrix = table.tokens, table.matrix
         if fmt in TEXT_FORMATS or fmt == "word2vec_binary":
@@ -309,6 +319,8 @@ def save_table(
                         write_binary(handle, tokens, matrix)
                     else:
                         write_text(target, tokens, matrix, header=fmt == "word2vec_text", handle=handle)
+        elif fmt == "keras":
+            write_keras(tmp, tokens, matrix)
         else:
             if fmt == "npy":
                 with open(tmp, "wb") as npy_handle:

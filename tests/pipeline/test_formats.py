@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import stat
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import keras
 import numpy as np
 import numpy.typing as npt
 import pytest
+import tensorflow as tf
 from safetensors.numpy import save_file
 
 import pipeline.formats as formats
@@ -611,6 +615,7 @@ ROUND_TRIP = [
     ("emb.bin", "word2vec_binary", True),
     ("emb.npy", "npy", True),
     ("emb.safetensors", "safetensors", True),
+    ("emb.keras", "keras", True),
 ]
 
 
@@ -635,7 +640,7 @@ def test_round_trip(
     again = load_table(out, options(format="auto"))
     assert again.tokens == source_table.tokens
     assert again.matrix.dtype == np.float32
-    if fmt in ("word2vec_binary", "npy", "safetensors"):
+    if fmt in ("word2vec_binary", "npy", "safetensors", "keras"):
         np.testing.assert_array_equal(again.matrix, source_table.matrix)
         assert again.checksum == source_table.checksum
     else:
@@ -774,3 +779,190 @@ def test_npz_and_text_named_as_npy_are_named(tmp_path: Path) -> None:
     (tmp_path / "t.txt").write_text("1 2\na 1 2\n")
     with pytest.raises(InputError, match=r"t.txt: is not a .npy file \(no NumPy header\)"):
         load_table(tmp_path / "t.txt", LoadOptions(format="npy", progress=False))
+
+
+# -- every format, and keras ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", formats.FORMATS)
+def test_every_format_round_trips_bit_identically(
+    tmp_path: Path, options: Options, source_table: EmbeddingTable, fmt: str
+) -> None:
+    out = tmp_path / "out" / f"emb{formats.EXTENSIONS[fmt]}"
+    save_table(source_table, out)
+    assert detect_format(out) == fmt
+    for how in ("auto", fmt):
+        again = load_table(out, options(format=how))
+        assert again.tokens == source_table.tokens
+        assert again.matrix.dtype == np.float32
+        np.testing.assert_array_equal(again.matrix, source_table.matrix)
+        assert again.checksum == source_table.checksum
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+# tokens a user's vocabulary may well hold: unicode, quotes, punctuation, numbers, blanks, line breaks
+ODD_TOKENS = ["numpy", "array", "don't", "-", ".", "...", "3.14", "42", "-1", "1e5", "nan", "null", "True",
+              "日本", "café", "e\u0301", "🙂", "", " ", " a", "a b", "a\nb", "a\rb", "x\u2028y", "[UNK]", "\\n"]
+
+
+@pytest.fixture
+def keras_file(tmp_path: Path) -> tuple[Path, EmbeddingTable]:
+    """A table with odd tokens saved as ``emb.keras``."""
+    table = EmbeddingTable(ODD_TOKENS, vectors(len(ODD_TOKENS), dim=6, seed=5))
+    path = tmp_path / "emb.keras"
+    save_table(table, path)
+    return path, table
+
+
+def test_keras_file_is_a_model_that_maps_tokens_to_their_rows(keras_file: tuple[Path, EmbeddingTable]) -> None:
+    path, table = keras_file
+    assert [p.name for p in path.parent.iterdir()] == ["emb.keras"]  # the tokens travel inside
+    model = keras.saving.load_model(path)
+    embedding = model.get_layer("embedding")
+    assert isinstance(embedding, keras.layers.Embedding)
+    assert (embedding.input_dim, embedding.output_dim) == (len(table), table.dim)
+    assert embedding.embeddings.dtype == "float32"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(embedding.embeddings), table.matrix)
+    lookup = model.get_layer("lookup")
+    assert isinstance(lookup, keras.layers.StringLookup)
+    assert lookup.get_vocabulary() == list(ODD_TOKENS)
+    out = model(tf.constant([ODD_TOKENS, list(reversed(ODD_TOKENS))])).numpy()
+    np.testing.assert_array_equal(out[0], table.matrix)
+    np.testing.assert_array_equal(out[1], table.matrix[::-1])
+    np.testing.assert_array_equal(model(tf.constant([["numpy", "array"]])).numpy()[0], table.matrix[:2])
+    with zipfile.ZipFile(path) as archive:  # as Keras keeps a list vocabulary: in the config, as JSON
+        config = json.loads(archive.read("config.json"))
+    lookups = [layer for layer in config["config"]["layers"] if layer["class_name"] == "StringLookup"]
+    assert lookups[0]["config"]["vocabulary"] == ODD_TOKENS
+
+
+def test_keras_round_trip_of_odd_tokens(keras_file: tuple[Path, EmbeddingTable], options: Options) -> None:
+    path, table = keras_file
+    again = load_table(path, options())
+    assert again.tokens == tuple(ODD_TOKENS)
+    assert again.checksum == table.checksum
+    assert isinstance(again.matrix, np.memmap)  # read in place, like a .npy table
+
+
+def test_keras_embedding_layer_is_reusable_in_a_new_model(keras_file: tuple[Path, EmbeddingTable]) -> None:
+    path, table = keras_file
+    embedding = keras.saving.load_model(path).get_layer("embedding")
+    embedding.trainable = False
+    ids = np.array([[0, 4, 7], [1, 1, 2]], dtype="int32")
+    sequential = keras.Sequential([keras.Input(shape=(3,), dtype="int32"), embedding,
+                                   keras.layers.GlobalAveragePooling1D()])
+    np.testing.assert_allclose(sequential(ids).numpy(), table.matrix[ids].mean(axis=1), rtol=1e-6)
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    functional = keras.Model(inputs, keras.layers.Dense(2)(embedding(inputs)))
+    assert functional(ids).shape == (2, 3, 2)
+    assert not embedding.trainable_weights
+
+
+def test_keras_model_refuses_an_unknown_token(keras_file: tuple[Path, EmbeddingTable]) -> None:
+    model = keras.saving.load_model(keras_file[0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"found OOV values \[\"zzz\"\]"):
+        model(tf.constant([["numpy", "zzz"]]))
+
+
+@pytest.mark.parametrize(("token", "problem"), [("b\0", "ends with a NUL character"),
+                                                ("\ud800b", "is not valid Unicode")])
+def test_keras_save_refuses_a_token_keras_cannot_hold(tmp_path: Path, token: str, problem: str) -> None:
+    table = EmbeddingTable(["a", token], vectors(2))
+    with pytest.raises(ValueError, match=rf"token {token!r} at row 1 {problem}".replace("\\", "\\\\")):
+        save_table(table, tmp_path / "emb.keras")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keras_load_options(keras_file: tuple[Path, EmbeddingTable], options: Options) -> None:
+    path, table = keras_file
+    head = load_table(path, options(limit=3))
+    assert head.tokens == tuple(ODD_TOKENS[:3])
+    np.testing.assert_array_equal(head.matrix, table.matrix[:3])
+    digits = load_table(path, options(token_filter=r"-?\d+"))
+    assert digits.tokens == ("42", "-1")
+    np.testing.assert_array_equal(digits.matrix, table.matrix[[7, 8]])
+    assert len(load_table(path, options(sha256=formats.file_sha256(path)))) == len(table)
+    with input_error(path, None, "dimension is 6, the config expects 300"):
+        load_table(path, options(dim=300))
+    with input_error(path, None, "no Embedding layer named 'words'", "embedding.tensor", "'embedding'"):
+        load_table(path, options(tensor="words"))
+
+
+def _save_model(model: keras.Model, path: Path) -> Path:
+    keras.saving.save_model(model, path)
+    return path
+
+
+def test_bad_keras_files_are_input_errors(tmp_path: Path, options: Options) -> None:
+    text = tmp_path / "text.keras"
+    text.write_text("the 0.1 0.2\n")
+    with input_error(text, None, "not a Keras archive", "model.save('x.keras')"):
+        load_table(text, options())
+    other_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(other_zip, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    with input_error(other_zip, None, "a zip file without config.json, not a Keras archive"):
+        load_table(other_zip, options())
+    dense = _save_model(keras.Sequential([keras.Input(shape=(3,)), keras.layers.Dense(2)]), tmp_path / "dense.keras")
+    with input_error(dense, None, "has no Embedding layer"):
+        load_table(dense, options())
+    ids_only = _save_model(keras.Sequential([keras.Input(shape=(3,), dtype="int32"), keras.layers.Embedding(5, 4)]),
+                           tmp_path / "ids.keras")
+    with input_error(ids_only, None, "has no StringLookup layer", "StringLookup(vocabulary=tokens)"):
+        load_table(ids_only, options())
+
+
+def _adapted_lookup() -> keras.layers.StringLookup:
+    lookup = keras.layers.StringLookup()  # one OOV index, "[UNK]", at 0; the vocabulary goes to the assets
+    lookup.adapt(tf.constant(["b", "a", "a", "c", "a", "b"]))
+    return lookup
+
+
+@pytest.mark.parametrize(("make_lookup", "tokens", "reserved"), [
+    (lambda: keras.layers.StringLookup(vocabulary=["a", "b", "c"], mask_token=""), ["a", "b", "c"], 2),
+    (_adapted_lookup, ["a", "b", "c"], 1),
+])
+def test_keras_file_written_elsewhere_leaves_out_the_mask_and_oov_rows(
+    tmp_path: Path, options: Options, caplog: pytest.LogCaptureFixture,
+    make_lookup: Callable[[], keras.layers.StringLookup], tokens: list[str], reserved: int,
+) -> None:
+    lookup = make_lookup()
+    embedding = keras.layers.Embedding(lookup.vocabulary_size(), 4)
+    inputs = keras.Input(shape=(None,), dtype="string")
+    path = _save_model(keras.Model(inputs, embedding(lookup(inputs))), tmp_path / "theirs.keras")
+    weights = keras.ops.convert_to_numpy(embedding.embeddings)
+    with caplog.at_level(logging.WARNING, logger="pipeline.formats"):
+        table = load_table(path, options())
+    assert table.tokens == tuple(tokens)
+    np.testing.assert_array_equal(table.matrix, weights[reserved:])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"left out the first {reserved} rows" in w for w in warnings), warnings
+
+
+def test_failed_keras_save_leaves_no_file_and_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(path: Path, tokens: Sequence[str], matrix: np.ndarray) -> None:
+        path.write_bytes(b"PK\x03\x04half")
+        raise OSError("disk full")
+
+    target = tmp_path / "emb.keras"
+    target.write_bytes(b"previous")
+    monkeypatch.setattr(formats, "write_keras", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_table(EmbeddingTable(TOKENS, vectors()), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["emb.keras"]
+    assert target.read_bytes() == b"previous"
+
+
+def test_keras_file_rezipped_with_compression_is_still_read(
+    keras_file: tuple[Path, EmbeddingTable], options: Options
+) -> None:
+    path, table = keras_file
+    packed = path.with_name("packed.keras")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    again = load_table(packed, options())
+    assert not isinstance(again.matrix, np.memmap)  # read through the zip, not mapped
+    assert again.tokens == table.tokens and again.checksum == table.checksum
