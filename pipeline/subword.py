@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+
+from pipeline.atomic import replacing, write_text_atomic
+from pipeline.errors import InputError
 
 
 def char_ngrams(token: str, low: int, high: int) -> list[str]:
@@ -87,3 +92,68 @@ def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low:
         power = new_power
     grams = np.asarray(xt @ z, dtype=np.float32)
     return SubwordModel(index, grams, low, high, iterations)
+
+
+SUBWORD_VECTORS = "subword.safetensors"
+SUBWORD_INDEX = "subword.json"
+_VECTORS_TENSOR = "vectors"
+
+
+def save_subword(model: SubwordModel, directory: Path) -> None:
+    """Write ``model`` into ``directory``: the n-gram vectors as safetensors, the rest as JSON.
+
+    ``subword.safetensors`` holds the ``(n-grams, dim)`` float32 tensor ``vectors``;
+    ``subword.json`` holds ``low``, ``high``, ``iterations`` and the n-grams in row order. Both are
+    written atomically; :func:`load_subword` reads back an equal model.
+
+    Raises:
+        ValueError: the model's index does not number its n-grams ``0..n-1`` once each, or does not
+            match the rows of ``vectors``.
+    """
+    from safetensors.numpy import save_file
+
+    grams: list[str | None] = [None] * len(model.index)
+    for gram, row in model.index.items():
+        if not 0 <= row < len(grams) or grams[row] is not None:
+            raise ValueError(f"save_subword: n-gram {gram!r} has row {row}; rows must number 0..{len(grams) - 1}")
+        grams[row] = gram
+    if model.vectors.ndim != 2 or model.vectors.shape[0] != len(grams):
+        raise ValueError(f"save_subword: {len(grams)} n-grams for vectors of shape {model.vectors.shape}")
+    meta = {"low": model.low, "high": model.high, "iterations": model.iterations, "ngrams": grams}
+    directory.mkdir(parents=True, exist_ok=True)
+    with replacing(directory / SUBWORD_VECTORS) as tmp:
+        save_file({_VECTORS_TENSOR: np.ascontiguousarray(model.vectors, dtype=np.float32)}, str(tmp))
+    write_text_atomic(directory / SUBWORD_INDEX, json.dumps(meta, ensure_ascii=False) + "\n")
+
+
+def load_subword(directory: Path) -> SubwordModel:
+    """Read a model written by :func:`save_subword`.
+
+    Raises:
+        InputError: a missing or malformed file, or n-grams that do not match the vectors' rows.
+    """
+    from safetensors import safe_open
+
+    index_path, vectors_path = directory / SUBWORD_INDEX, directory / SUBWORD_VECTORS
+    for path in (index_path, vectors_path):
+        if not path.is_file():
+            raise InputError(path, "file not found", hint="expected a subword model written by save_subword")
+    try:
+        meta = json.loads(index_path.read_text(encoding="utf-8"))
+        grams, low, high, iterations = meta["ngrams"], int(meta["low"]), int(meta["high"]), int(meta["iterations"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(index_path, f"not a subword index: {err}") from None
+    if not isinstance(grams, list) or not all(isinstance(g, str) for g in grams):
+        raise InputError(index_path, "ngrams must be a list of strings")
+    index = {gram: row for row, gram in enumerate(grams)}
+    if len(index) != len(grams):
+        raise InputError(index_path, "an n-gram appears twice")
+    try:
+        with safe_open(str(vectors_path), framework="np") as f:
+            vectors = f.get_tensor(_VECTORS_TENSOR)
+    except Exception as err:  # safetensors raises its own SafetensorError
+        raise InputError(vectors_path, f"no readable tensor {_VECTORS_TENSOR!r}: {err}") from None
+    if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[0] != len(grams):
+        raise InputError(vectors_path, f"vectors are {vectors.dtype} {vectors.shape}, "
+                         f"expected float32 ({len(grams)}, dim) for the n-grams of {index_path.name}")
+    return SubwordModel(index, vectors, low, high, iterations)
