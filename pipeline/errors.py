@@ -32,3 +32,12 @@ class TrainingDivergedError(RuntimeError):
         super().__init__(f"training diverged at step {step}: the loss is {loss}; {kept} (lower train.lr)")
         self.step = step
         self.checkpoint = checkpoint
+
+
+class IntegrityError(RuntimeError):
+    """A promise of the adapted table is broken: a frozen row moved, a base token left its index, or an
+    appended token is not unique and new."""
+
+    def __init__(self, table: str, problem: str) -> None:
+        super().__init__(f"{table}: integrity check failed: {problem} (the table is not a faithful adaptation "
+                         "of its base; do not use it)")

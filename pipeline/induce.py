@@ -102,6 +102,8 @@ class InducedVectors:
         unplaced: new tokens no method could place (no in-table context and no known n-gram).
         context_map: a la carte's ``dim x dim`` map from a context mean to a vector, when one was fitted
             (fine-tuning with ``train.context=mapped`` scores contexts through it).
+        subword: the n-gram model fitted on the table, when the method fitted one (a registered model
+            can give unknown tokens its vectors).
     """
 
     tokens: tuple[str, ...]
@@ -110,6 +112,7 @@ class InducedVectors:
     contexts: tuple[int, ...]
     unplaced: tuple[str, ...]
     context_map: npt.NDArray[np.float64] | None = None
+    subword: SubwordModel | None = None
 
 
 def fitting_tokens(counts: TokenCounts, table: EmbeddingTable, options: InduceOptions) -> tuple[str, ...]:
@@ -181,7 +184,7 @@ def induce_vectors(
     context_vectors = means if a_map is None else means @ a_map
     subword: SubwordModel | None = None
     if method == "subword" or (method in ("auto", "alacarte") and (options.subword_weight > 0 or not enough.all())):
-        subword = _fit_subword(table, options, set(hidden))
+        subword = fit_table_subword(table, options, set(hidden))
     sub_vectors, known = subword.predict(tokens) if subword else (np.zeros((len(tokens), dim), np.float32),
                                                                    np.zeros(len(tokens), np.int64))
     vectors = np.zeros((len(tokens), dim), dtype=np.float64)
@@ -220,6 +223,7 @@ def induce_vectors(
         contexts=tuple(int(n) for n in occurrences[placed]),
         unplaced=unplaced,
         context_map=a_map,
+        subword=subword,
     )
 
 
@@ -248,7 +252,9 @@ def _fit_map(contexts: ContextCounts, weights: npt.NDArray[np.float64], counts: 
     return np.asarray(np.linalg.solve(gram, xw.T @ y))
 
 
-def _fit_subword(table: EmbeddingTable, options: InduceOptions, hidden: set[str]) -> SubwordModel:
+def fit_table_subword(table: EmbeddingTable, options: InduceOptions, hidden: set[str] | None = None) -> SubwordModel:
+    """The subword model of ``table``'s first ``induce.subword_fit_rows`` rows, ``hidden`` tokens left out."""
+    hidden = hidden or set()
     rows = min(len(table), options.subword_fit_rows)
     tokens = [t for t in table.tokens[:rows] if t not in hidden]
     vectors = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float32)

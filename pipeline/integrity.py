@@ -32,6 +32,18 @@ class IntegrityReport:
         return (self.frozen_changed_rows == 0 and self.frozen_max_abs_diff == 0.0 and self.tokens_moved == 0
                 and self.appended_unique)
 
+    def problems(self) -> str:
+        """What is broken, in words ('' when nothing is)."""
+        found = []
+        if self.frozen_changed_rows or self.frozen_max_abs_diff:
+            found.append(f"{self.frozen_changed_rows:,} frozen rows changed (largest change "
+                         f"{self.frozen_max_abs_diff:g})")
+        if self.tokens_moved:
+            found.append(f"{self.tokens_moved:,} base tokens are not at their original index")
+        if not self.appended_unique:
+            found.append("appended tokens repeat each other or a base token")
+        return "; ".join(found)
+
     def metrics(self) -> dict[str, float]:
         """The report as ``integrity/*`` metrics."""
         return {
@@ -47,11 +59,12 @@ def check_integrity(base: EmbeddingTable, adapted: AdaptedTable) -> IntegrityRep
     if adapted.table.dim != base.dim:
         raise ValueError(f"adapted table has dimension {adapted.table.dim}, base has {base.dim}")
     trained = np.zeros(len(base), dtype=bool)
-    trained[list(adapted.trained_rows)] = True
+    trained[[i for i in adapted.trained_rows if 0 <= i < len(base)]] = True
     new = adapted.table.matrix
     max_diff = 0.0
-    changed = 0
-    for start, base_block in row_blocks(base.matrix):
+    shared = min(len(base), len(adapted.table))
+    changed = int((~trained[shared:]).sum())  # base rows the adapted table lacks
+    for start, base_block in row_blocks(base.matrix[:shared]):
         stop = start + len(base_block)
         frozen = ~trained[start:stop]
         a, b = new[start:stop][frozen], base_block[frozen]

@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +21,18 @@ import tensorflow as tf
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
 from pipeline.cooccurrence import ContextCounts, context_counts
-from pipeline.corpus import Corpus, files_corpus, python_docs_corpus, reading, store_as_tfds, tfds_corpus
+from pipeline.corpus import Corpus, reading
 from pipeline.counts import TokenCounts, count_tokens
 from pipeline.device import select_device
-from pipeline.errors import InputError, TrainingDivergedError
+from pipeline.errors import InputError, IntegrityError, TrainingDivergedError
+from pipeline.evaluate.suite import read_sets
 from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
-from pipeline.formats.cache import default_cache_dir
-from pipeline.induce import InducedVectors, fitting_tokens, induce_vectors
+from pipeline.induce import InducedVectors, fit_table_subword, fitting_tokens, induce_vectors
 from pipeline.integrity import check_integrity
-from pipeline.neighbours import nearest
+from pipeline.plots import loss_curves, norm_histogram, pca_map, row_norms
+from pipeline.projector import write_projector
+from pipeline.report import RunReport, collected_warnings
 from pipeline.selftest import SelfTest, self_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
 from pipeline.table import EmbeddingTable
@@ -37,7 +41,17 @@ from pipeline.train.data import extract_windows, training_vocab
 from pipeline.train.loop import fine_tune, make_strategy
 from pipeline.train.rows import TrainedRows
 from pipeline.vocab import DomainVocab, select_new_tokens
-from tasks.config import AdaptOptions, FilesCorpusConfig, TfdsCorpusConfig
+from tasks.config import AdaptOptions
+from tasks.evaluation import (
+    KindNeighbours,
+    evaluation_metrics,
+    neighbour_columns,
+    shown_neighbours,
+    summary_rows,
+    write_columns,
+)
+from tasks.registry import register_table
+from tasks.sources import open_corpus
 from tasks.tracking import NullTracker
 
 log = logging.getLogger(__name__)
@@ -52,28 +66,16 @@ class AdaptResult:
         metrics: final metrics, flat (``stage/name``).
         manifest: what ``manifest.json`` holds.
         exports: format -> exported file.
-        neighbours: shown new token -> its nearest rows with cosines.
+        neighbours: shown new and shifted token -> (kind, nearest rows before fine-tuning, after), with cosines.
+        registered: ``(model name, version)`` in the MLflow registry, when ``tracking.register_as`` is set.
     """
 
     adapted: AdaptedTable
     metrics: dict[str, float]
     manifest: dict[str, Any]
     exports: dict[str, Path]
-    neighbours: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
-
-
-def open_corpus(options: AdaptOptions) -> Corpus:
-    """The configured corpus source (local files stored once as TFDS record shards with ``corpus.store``)."""
-    spec = options.corpus
-    if isinstance(spec, FilesCorpusConfig):
-        corpus = files_corpus(spec.paths, unit=spec.unit, field=spec.field)
-        if spec.store:
-            corpus = store_as_tfds(corpus, Path(spec.cache_dir or default_cache_dir()) / "tfds")
-        return corpus
-    if isinstance(spec, TfdsCorpusConfig):
-        return tfds_corpus(spec.name, split=spec.split, field=spec.field, data_dir=spec.data_dir,
-                           download=spec.download)
-    return python_docs_corpus(spec.packages, spec.cache_dir)
+    neighbours: KindNeighbours = field(default_factory=dict)
+    registered: tuple[str, str] | None = None
 
 
 def config_sha256(config: dict[str, Any]) -> str:
@@ -83,15 +85,20 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = None,
           config_hash: str = "") -> AdaptResult:
-    """Run every stage; write ``metrics.json``, ``manifest.json`` and ``export/`` under ``out_dir``.
+    """Run every stage; write ``metrics.json``, ``manifest.json``, ``report.md`` and ``export/`` under ``out_dir``.
 
-    Stage results are logged to ``tracker`` as each stage returns.
+    Stage results are logged to ``tracker`` as each stage returns; the warnings of the run go into the report.
 
     Raises:
-        InputError: bad input (table, corpus); nothing is exported.
-        RuntimeError: the integrity check failed; nothing is exported.
+        InputError: bad input (table, corpus, evaluation file); nothing is exported.
+        IntegrityError: the integrity check failed; nothing is exported.
     """
-    tracker = tracker or NullTracker()
+    with collected_warnings("pipeline", "tasks") as warned:
+        return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned)
+
+
+def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_hash: str,
+           warned: list[str]) -> AdaptResult:
     # multi_worker must exist before TensorFlow runs any op; the others need the device first
     strategy = make_strategy("multi_worker", "") if options.train.strategy == "multi_worker" else None
     tf.random.set_seed(options.seed)
@@ -99,14 +106,21 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     if strategy is None:
         strategy = make_strategy(options.train.strategy, device)
     metrics: dict[str, float] = {}
+    history: dict[str, list[tuple[int, float]]] = defaultdict(list)
 
     def record(stage_metrics: dict[str, float]) -> None:
         metrics.update(stage_metrics)
         tracker.log_metrics(stage_metrics)
 
+    def record_step(step_metrics: dict[str, float], step: int) -> None:
+        tracker.log_metrics(step_metrics, step)
+        for key, value in step_metrics.items():
+            history[key].append((step, value))
+
     started = time.perf_counter()
     tokenizer = Tokenizer(options.tokenizer)  # checks corpus.tokenizer.pattern before any long work
-    corpus = open_corpus(options)  # before the table: a bad corpus path fails before a long load
+    sets = read_sets(options.evaluate)  # a missing or malformed evaluation file fails now, not after training
+    corpus = open_corpus(options.corpus)  # before the table: a bad corpus path fails before a long load
     tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     base = load_table(options.embedding_path, options.load)
     record({"load/rows": len(base), "load/dim": base.dim, "load/seconds": time.perf_counter() - started})
@@ -115,7 +129,7 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     counts, vocab, contexts = choose_stage(options, corpus, tokenizer, base, record)
     induced, checked = induce_stage(options, base, counts, vocab, contexts, record)
     report = vocab_report(vocab, induced)
-    write_vocab_report(out_dir / "vocab.tsv", report)
+    write_columns(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
     tracker.log_table(report, "vocab.json")
 
@@ -123,36 +137,68 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
     if options.train.objective != "none":
         probes = checked.held_out if checked is not None and options.train.monitor == "probes" else None
         trained = train_stage(options, corpus, tokenizer, base, vocab, induced, counts, out_dir, probes=probes,
-                              strategy=strategy, tracker=tracker, record=record)
+                              strategy=strategy, tracker=tracker, record=record, on_step=record_step)
     adapted = append_induced(base, induced, trained)
     integrity = check_integrity(base, adapted)
     record(integrity.metrics())
     if options.evaluate.integrity and not integrity.ok:
-        raise RuntimeError(f"integrity check failed: {integrity}")
+        raise IntegrityError(options.embedding_path, integrity.problems())
+    shifted = [s.token for s in vocab.shifted]
     record({"vocab/coverage_after": vocab.coverage_with(frozenset(adapted.appended), counts),
             "adapt/rows_before": len(base), "adapt/rows_after": len(adapted.table)})
+    evaluated, comparison = evaluation_metrics(base, adapted.table, sets, options.evaluate, seed=options.seed,
+                                               touching=frozenset(adapted.appended) | frozenset(shifted),
+                                               device=device)
+    record(evaluated)
 
-    shown = list(adapted.appended[: options.evaluate.show])
-    with tf.device(device):
-        neighbours = nearest(adapted.table, shown, k=options.evaluate.neighbours)
-    write_neighbours(out_dir / "neighbours.tsv", neighbours)
+    shown = [(t, "new") for t in adapted.appended[: options.evaluate.show]] + \
+        [(t, "shifted") for t in shifted[: options.evaluate.show]]
+    where = {t: i for i, t in enumerate(induced.tokens)}
+    before = np.stack([induced.vectors[where[t]] if kind == "new" else base.matrix[base.index_of(t)]
+                       for t, kind in shown]) if shown else np.zeros((0, base.dim), np.float32)
+    neighbours = shown_neighbours(adapted.table, shown, before, k=options.evaluate.neighbours, device=device)
+    columns = neighbour_columns(neighbours)
+    write_columns(out_dir / "neighbours.tsv", columns)
     tracker.log_artifact(out_dir / "neighbours.tsv")
+    tracker.log_table(columns, "neighbours.json")
 
-    exports = export_table(adapted, out_dir / "export", options.export_formats)
+    exports = export_table(adapted, out_dir / "export", options.export.formats)
+    if options.export.projector:
+        write_projector(adapted.table, out_dir / "projector", new=adapted.appended, shifted=shifted,
+                        max_rows=options.export.projector_rows)
+        tracker.log_artifacts(out_dir / "projector", "projector")
+    plots = draw_plots(out_dir / "plots", adapted, induced, history, neighbours)
+    for path, _ in plots:
+        tracker.log_artifact(path, "plots")
     manifest = build_manifest(adapted=adapted, base_path=absolute(options.embedding_path), base_checksum=base.checksum,
                               corpus_fingerprint=corpus.fingerprint, config_hash=config_hash,
                               extra={"shifted": [{"token": s.token, "index": base.index_of(s.token),
                                                   "score": s.score} for s in vocab.shifted],
                                      "corpus": {"source": corpus.name, "sources": list(corpus.sources)},
+                                     # how to load the base again (tasks.evaluate finds it through the manifest)
+                                     "base_load": {k: v for k, v in dataclasses.asdict(options.load).items()
+                                                   if k != "progress"},
                                      "device": device})
     write_manifest(out_dir / "manifest.json", manifest)
+    registered = None
+    if options.tracking.register_as and tracker.run_id and tracker.uri:
+        subword = induced.subword
+        if subword is None and options.tracking.oov == "subword":
+            subword = fit_table_subword(base, options.induce)
+        registered = register_table(uri=tracker.uri, run_id=tracker.run_id, name=options.tracking.register_as,
+                                    table=adapted.table, manifest=manifest, subword=subword,
+                                    oov=options.tracking.oov, work_dir=out_dir / "model")
+        shutil.rmtree(out_dir / "model", ignore_errors=True)  # the registry holds its own copy
     metrics["adapt/seconds"] = time.perf_counter() - started
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")
     tracker.log_metrics({"adapt/seconds": metrics["adapt/seconds"]})
-    for path in (out_dir / "manifest.json", out_dir / "metrics.json"):
+    write_text_atomic(out_dir / "report.md", run_report(
+        options, base, vocab, report, metrics, comparison, neighbours, plots, warned, exports,
+        registered, out_dir).markdown())
+    for path in (out_dir / "manifest.json", out_dir / "metrics.json", out_dir / "report.md"):
         tracker.log_artifact(path)
     tracker.log_artifacts(out_dir / "export", "export")
-    return AdaptResult(adapted, metrics, manifest, exports, neighbours)
+    return AdaptResult(adapted, metrics, manifest, exports, neighbours, registered)
 
 
 def choose_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
@@ -220,7 +266,8 @@ def induce_stage(options: AdaptOptions, base: EmbeddingTable, counts: TokenCount
 def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
                 vocab: DomainVocab, induced: InducedVectors, counts: TokenCounts, out_dir: Path, *,
                 probes: InducedVectors | None = None, strategy: tf.distribute.Strategy, tracker: NullTracker,
-                record: Callable[[dict[str, float]], None]) -> TrainedRows | None:
+                record: Callable[[dict[str, float]], None],
+                on_step: Callable[[dict[str, float], int], None] | None = None) -> TrainedRows | None:
     """Fine-tune the new and shifted rows under ``<out_dir>/train``; None when there is nothing to train.
 
     Raises:
@@ -244,7 +291,7 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
                                   heldout=options.train.heldout, directory=directory, progress=options.progress)
     try:
         trained = fine_tune(rows, windows, options.train, directory=directory, seed=options.seed, strategy=strategy,
-                            on_metrics=tracker.log_metrics, progress=options.progress)
+                            on_metrics=on_step or tracker.log_metrics, progress=options.progress)
     except TrainingDivergedError as err:
         record({"train/diverged_step": float(err.step)})
         raise
@@ -276,25 +323,9 @@ def vocab_report(vocab: DomainVocab, induced: InducedVectors) -> dict[str, list[
     return columns
 
 
-def write_vocab_report(path: Path, report: dict[str, list[Any]]) -> None:
-    """The report as TSV (empty cells for values that do not apply)."""
-    lines = ["\t".join(report)]
-    for row in zip(*report.values(), strict=True):
-        lines.append("\t".join("" if v is None else str(v) for v in row))
-    write_text_atomic(path, "\n".join(lines) + "\n")
-
-
 def absolute(path: str) -> str:
     """A table path as the manifest records it: absolute, so it can be traced from anywhere."""
     return path if path.startswith("pkg://") else str(Path(path).expanduser().resolve())
-
-
-def write_neighbours(path: Path, neighbours: dict[str, list[tuple[str, float]]]) -> None:
-    """One row per (token, rank): the neighbour and its cosine."""
-    lines = ["token\trank\tneighbour\tcosine"]
-    for token, rows in neighbours.items():
-        lines.extend(f"{token}\t{rank}\t{other}\t{score:.4f}" for rank, (other, score) in enumerate(rows, 1))
-    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def summary(result: AdaptResult, out_dir: Path, run_id: str | None, uri: str | None) -> str:
@@ -315,11 +346,75 @@ def summary(result: AdaptResult, out_dir: Path, run_id: str | None, uri: str | N
                      + (f", held-out loss {m['train/heldout_loss_initial']:.4f} -> {m['train/heldout_loss_best']:.4f}"
                         if "train/heldout_loss_best" in m and "train/heldout_loss_initial" in m else "")
                      + (" (stopped early)" if m.get("train/stopped_early") else ""))
-    for token, rows in result.neighbours.items():
-        lines.append(f"  {token:>16}: " + ", ".join(other for other, _ in rows[:6]))
-    lines.append(f"outputs: {out_dir}")
+    for name, before, after in summary_rows(m):
+        lines.append(f"{name}: " + " -> ".join("-" if v is None else f"{v:.3f}" for v in (before, after)))
+    for token, (kind, _, nearest_now) in result.neighbours.items():
+        lines.append(f"  {token:>16} ({kind}): " + ", ".join(other for other, _ in nearest_now[:6]))
+    if result.registered:
+        lines.append(f"registered: models:/{result.registered[0]}/{result.registered[1]}")
+    lines.append(f"outputs: {out_dir} (report.md)")
     if run_id:
         lines.append(f"mlflow run {run_id} at {uri} (mlflow ui --backend-store-uri {uri})")
     return "\n".join(lines)
 
 
+
+
+def draw_plots(directory: Path, adapted: AdaptedTable, induced: InducedVectors,
+               history: dict[str, list[tuple[int, float]]], neighbours: KindNeighbours) -> list[tuple[Path, str]]:
+    """The run's PNG plots with captions: loss curves (when training ran), the PCA map, the norms."""
+    curves = {k: v for k, v in history.items() if k in ("train/loss", "train/heldout_loss", "train/probe_cosine")}
+    new = [t for t, (kind, _, _) in neighbours.items() if kind == "new"]
+    near = {t: [o for o, _ in after] for t, (_, _, after) in neighbours.items()}
+    drawn = [
+        (loss_curves(curves, directory / "loss.png"), "Training loss, held-out loss and probe cosine by step"),
+        (pca_map(adapted.table, new, near, directory / "pca.png",
+                 shifted=[t for t, (kind, _, _) in neighbours.items() if kind == "shifted"]) if new else None,
+         "New tokens among their nearest rows (2-D PCA)"),
+        (norm_histogram(row_norms(adapted.table.matrix[: adapted.base_rows]), row_norms(induced.vectors),
+                        directory / "norms.png") if len(induced.tokens) else None,
+         "Norms of the induced vectors against the table's rows"),
+    ]
+    plots = [(path, caption) for path, caption in drawn if path is not None]
+    return plots
+
+
+def run_report(options: AdaptOptions, base: EmbeddingTable, vocab: DomainVocab, chosen: dict[str, list[Any]],
+               metrics: dict[str, float], comparison: list[tuple[str, float | None, float | None]],
+               neighbours: KindNeighbours, plots: list[tuple[Path, str]], warned: list[str],
+               exports: dict[str, Path], registered: tuple[str, str] | None, out_dir: Path) -> RunReport:
+    """What ``report.md`` says about an adapt run."""
+    m = metrics
+    train = options.train
+    loaded = [
+        ("base table", f"{absolute(options.embedding_path)}: {len(base):,} rows x {base.dim} "
+                       f"(sha256 of rows {base.checksum[:12]})"),
+        ("corpus", f"{options.corpus.source}: {int(m['corpus/tokens']):,} tokens in {int(m['corpus/documents']):,} "
+                   f"documents, {int(m['corpus/distinct_tokens']):,} distinct"),
+        ("induction", f"{options.induce.method}: {int(m['induce/placed']):,} placed, "
+                      f"{int(m['induce/unplaced']):,} unplaced"),
+        ("fine-tuning", "none" if train.objective == "none" else
+         f"{train.objective} ({train.optimizer}, lr {train.lr:g}, context {train.context}): "
+         f"{int(m.get('train/steps', 0)):,} steps" + (", stopped early" if m.get("train/stopped_early") else "")),
+    ]
+    rows: list[tuple[str, float | None, float | None]] = [
+        ("vocab/coverage", m["vocab/coverage_before"], m["vocab/coverage_after"]),
+            ("rows", m["adapt/rows_before"], m["adapt/rows_after"])]
+    for name in ("induce/selftest_mean_cosine", "induce/selftest_recall_at_10"):
+        if name in m:
+            rows.append((name, None, m[name]))
+    for name in ("train/heldout_loss", "train/probe_cosine"):
+        if f"{name}_initial" in m and f"{name}_best" in m:
+            rows.append((f"{name} (start -> kept)", m[f"{name}_initial"], m[f"{name}_best"]))
+    rows.append(("integrity/frozen_max_abs_diff", None, m["integrity/frozen_max_abs_diff"]))
+    outputs = [(fmt, str(path)) for fmt, path in exports.items()]
+    if registered:
+        outputs.append(("MLflow model", f"models:/{registered[0]}/{registered[1]}"))
+    table_rows = list(zip(*(chosen[k] for k in ("token", "reason", "count", "score", "method")), strict=True))
+    shown = [r for r in table_rows if r[1] == "new"][:20] + [r for r in table_rows if r[1] == "shifted"][:10]
+    return RunReport(
+        title=f"Adapting {Path(options.embedding_path).name} to {options.corpus.source}",
+        loaded=loaded, chosen=shown, chosen_total=len(table_rows), comparison=rows + comparison,
+        neighbours={t: (before, after) for t, (_, before, after) in neighbours.items()},
+        plots=[(str(path.relative_to(out_dir)), caption) for path, caption in plots],
+        warnings=warned, outputs=outputs)

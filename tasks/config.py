@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
 from pipeline.errors import InputError
+from pipeline.evaluate.suite import EvaluateOptions
 from pipeline.export import check_formats
 from pipeline.formats import LoadOptions
 from pipeline.induce import InduceOptions
@@ -25,6 +27,7 @@ from pipeline.train.options import TrainOptions
 from pipeline.vocab import VocabOptions
 
 DEVICES = ("auto", "cpu", "gpu")
+T = TypeVar("T")
 
 
 def schema_of(options: type, name: str, *, exclude: tuple[str, ...] = (), **extra: tuple[Any, Any]) -> type:
@@ -55,6 +58,8 @@ TokenizerConfig = schema_of(TokenizerOptions, "TokenizerConfig")
 VocabConfig = schema_of(VocabOptions, "VocabConfig")
 InduceConfig = schema_of(InduceOptions, "InduceConfig")
 TrainConfig = schema_of(TrainOptions, "TrainConfig")
+EvaluateConfig = schema_of(EvaluateOptions, "EvaluateConfig")
+OOV_POLICIES = ("error", "zeros", "subword")
 
 
 @dataclass
@@ -98,19 +103,12 @@ class PythonDocsCorpusConfig(CorpusConfig):
 
 
 @dataclass
-class EvaluateConfig:
-    """What the run checks and shows after adaptation."""
-
-    integrity: bool = True
-    neighbours: int = 10
-    show: int = 8
-
-
-@dataclass
 class ExportConfig:
-    """Formats written to ``<run dir>/export/embedding.<ext>``."""
+    """Formats written to ``<run dir>/export/embedding.<ext>``, and the Embedding Projector's files."""
 
     formats: list[str] = field(default_factory=lambda: ["word2vec_text"])
+    projector: bool = False
+    projector_rows: int = 10000
 
 
 @dataclass
@@ -122,6 +120,8 @@ class TrackingConfig:
     experiment: str = "embadapt"
     run_name: str | None = None
     connect_timeout: float = 10.0
+    register_as: str | None = None
+    oov: str = "subword"
 
 
 @dataclass
@@ -133,9 +133,24 @@ class AdaptConfig:
     vocab: VocabConfig = MISSING  # type: ignore[valid-type]
     induce: InduceConfig = MISSING  # type: ignore[valid-type]
     train: TrainConfig = MISSING  # type: ignore[valid-type]
-    evaluate: EvaluateConfig = MISSING
+    evaluate: EvaluateConfig = MISSING  # type: ignore[valid-type]
     export: ExportConfig = MISSING
     tracking: TrackingConfig = MISSING
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class EvaluateTaskConfig:
+    """The primary config of ``tasks.evaluate``: the table evaluated is ``embedding``."""
+
+    embedding: EmbeddingConfig = MISSING  # type: ignore[valid-type]
+    corpus: Any = None
+    evaluate: EvaluateConfig = MISSING  # type: ignore[valid-type]
+    tracking: TrackingConfig = MISSING
+    base: str | None = None
+    manifest: str | None = None
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -145,6 +160,7 @@ def register() -> None:
     """Register the schemas under the names the YAML files' defaults lists use."""
     store = ConfigStore.instance()
     store.store(name="adapt_schema", node=AdaptConfig)
+    store.store(name="evaluate_task_schema", node=EvaluateTaskConfig)
     # outside the corpus group, so that --help lists only real options; the YAML files pull them in
     # with `- /<name>@_here_`
     store.store(name="files_corpus_schema", node=FilesCorpusConfig)
@@ -166,8 +182,8 @@ class AdaptOptions:
     vocab: VocabOptions
     induce: InduceOptions
     train: TrainOptions
-    evaluate: EvaluateConfig
-    export_formats: tuple[str, ...]
+    evaluate: EvaluateOptions
+    export: ExportConfig
     tracking: TrackingConfig
     seed: int
     device: str
@@ -205,8 +221,12 @@ def to_options(cfg: DictConfig) -> AdaptOptions:
     Raises:
         InputError: an unknown key, a missing value or a value out of range, naming the key and the value.
     """
+    return _validated(_to_options, cfg)
+
+
+def _validated(build: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     try:
-        return _to_options(cfg)
+        return build(cfg)
     except MissingMandatoryValue as err:
         raise InputError("config", f"{err.full_key} has no value", hint=f"set it: {err.full_key}=...") from None
     except ValueError as err:
@@ -214,33 +234,79 @@ def to_options(cfg: DictConfig) -> AdaptOptions:
                          hint="see --help for the groups; --cfg job shows the composed config") from None
 
 
+def _check_run_wide(device: str, tracking: TrackingConfig) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if tracking.enabled and not tracking.experiment.strip():
+        raise ValueError("tracking.experiment must name an experiment, got ''")
+    if tracking.connect_timeout <= 0:
+        raise ValueError(f"tracking.connect_timeout must be positive, got {tracking.connect_timeout}")
+    if tracking.oov not in OOV_POLICIES:
+        raise ValueError(f"tracking.oov must be one of {', '.join(OOV_POLICIES)}, got {tracking.oov!r}")
+    if tracking.register_as is not None and not tracking.enabled:
+        raise ValueError(f"tracking.register_as={tracking.register_as!r} needs tracking enabled")
+
+
 def _to_options(cfg: DictConfig) -> AdaptOptions:
     check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, AdaptConfig)
-    embedding: Any = obj.embedding  # a schema made at run time: mypy cannot see its fields
-    if obj.device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {obj.device!r}")
-    if obj.evaluate.neighbours < 1 or obj.evaluate.show < 0:
-        raise ValueError(f"evaluate.neighbours must be >= 1 and evaluate.show >= 0, got "
-                         f"{obj.evaluate.neighbours} and {obj.evaluate.show}")
-    if obj.tracking.enabled and not obj.tracking.experiment.strip():
-        raise ValueError("tracking.experiment must name an experiment, got ''")
-    if obj.tracking.connect_timeout <= 0:
-        raise ValueError(f"tracking.connect_timeout must be positive, got {obj.tracking.connect_timeout}")
+    if obj.export.projector_rows < 1:
+        raise ValueError(f"export.projector_rows must be positive, got {obj.export.projector_rows}")
     check_formats(obj.export.formats)
     return AdaptOptions(
-        embedding_path=embedding.path,
-        load=dataclasses.replace(_options(LoadOptions, embedding), progress=obj.progress),
-        corpus=obj.corpus,
+        **_shared(obj),
         tokenizer=_options(TokenizerOptions, obj.corpus.tokenizer),
         vocab=_options(VocabOptions, obj.vocab),
         induce=_options(InduceOptions, obj.induce),
         train=_options(TrainOptions, obj.train),
-        evaluate=obj.evaluate,
-        export_formats=tuple(obj.export.formats),
-        tracking=obj.tracking,
-        seed=obj.seed,
-        device=obj.device,
-        progress=obj.progress,
+        export=obj.export,
+    )
+
+
+def _shared(obj: AdaptConfig | EvaluateTaskConfig) -> dict[str, Any]:
+    """The options both tasks take, from their validated configs."""
+    _check_run_wide(obj.device, obj.tracking)
+    embedding: Any = obj.embedding  # a schema made at run time: mypy cannot see its fields
+    return {"embedding_path": embedding.path,
+            "load": dataclasses.replace(_options(LoadOptions, embedding), progress=obj.progress),
+            "corpus": obj.corpus, "evaluate": _options(EvaluateOptions, obj.evaluate), "tracking": obj.tracking,
+            "seed": obj.seed, "device": obj.device, "progress": obj.progress}
+
+
+@dataclass(frozen=True)
+class EvaluateTaskOptions:
+    """``tasks.evaluate``'s options, built (and so validated) from a composed config."""
+
+    embedding_path: str
+    load: LoadOptions
+    corpus: FilesCorpusConfig | PythonDocsCorpusConfig | TfdsCorpusConfig | None
+    tokenizer: TokenizerOptions | None
+    evaluate: EvaluateOptions
+    tracking: TrackingConfig
+    base: str | None
+    manifest: str | None
+    seed: int
+    device: str
+    progress: bool
+
+
+def to_evaluate_options(cfg: DictConfig) -> EvaluateTaskOptions:
+    """Validate a composed ``tasks.evaluate`` config and turn it into options.
+
+    Raises:
+        InputError: an unknown key, a missing value or a value out of range, naming the key and the value.
+    """
+    return _validated(_to_evaluate_options, cfg)
+
+
+def _to_evaluate_options(cfg: DictConfig) -> EvaluateTaskOptions:
+    check_keys(cfg)
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, EvaluateTaskConfig)
+    return EvaluateTaskOptions(
+        **_shared(obj),
+        tokenizer=_options(TokenizerOptions, obj.corpus.tokenizer) if obj.corpus is not None else None,
+        base=obj.base,
+        manifest=obj.manifest,
     )

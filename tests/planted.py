@@ -74,3 +74,34 @@ def write_planted(directory: Path, table_name: str = "table.w2v.txt") -> Planted
     corpus_path = directory / "corpus.txt"
     corpus_path.write_text("\n".join(planted_corpus()) + "\n", encoding="utf-8")
     return Planted(table, table_path, corpus_path)
+
+
+@dataclass(frozen=True)
+class EvalSets:
+    """Paths of evaluation files written over the planted words."""
+
+    similarity: Path
+    pairs: Path
+    analogies: Path
+
+
+def write_eval_sets(directory: Path) -> EvalSets:
+    """A similarity set (same-cluster pairs score high), related pairs touching the new tokens, analogies.
+
+    Words are written in upper case now and then: gensim's rules match them case-insensitively.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    a, b, c = CLUSTERS["a"], CLUSTERS["b"], CLUSTERS["c"]
+    similar = [(a[0], a[1], 9.0), (b[0], b[1], 8.5), (c[0], c[1], 8.0), (a[2], b[2], 2.0), (b[3], c[3], 1.5),
+               (a[4], c[4], 1.0), (a[3].upper(), a[5], 7.5), (c[2], c[5], 7.0), ("missing", a[0], 5.0)]
+    similarity = directory / "simlex_like.txt"
+    similarity.write_text("# word1\tword2\tscore\n" + "".join(f"{x}\t{y}\t{s}\n" for x, y, s in similar),
+                          encoding="utf-8")
+    related = [("zorblax", a[0]), ("zorblax", a[1]), ("quuxify", b[0]), ("quuxify", b[1]), (a[2], a[3]),
+               (b[2], b[3]), (c[0], c[1]), (c[2], c[3]), ("zorblax", "nowhere")]
+    pairs = directory / "related.tsv"
+    pairs.write_text("".join(f"{x}\t{y}\n" for x, y in related), encoding="utf-8")
+    analogies = directory / "questions-words.txt"
+    analogies.write_text(f": cluster-a-b\n{a[0]} {a[1]} {b[0]} {b[1]}\n{a[2]} {a[3]} {b[2]} {b[3]}\n"
+                         f": cluster-c\n{c[0]} {c[1]} {c[2]} {c[3]}\n", encoding="utf-8")
+    return EvalSets(similarity, pairs, analogies)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import tensorflow as tf
 
 from pipeline.evaluate.files import Analogies
 from pipeline.evaluate.lookup import GENSIM_RESTRICT_VOCAB, Vocabulary
@@ -72,6 +71,8 @@ def top_rows(matrix: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], 
     ``query_batch x block_rows``. Rows are normalised a block at a time (a zero row scores 0); equal
     scores keep the lower row first.
     """
+    import tensorflow as tf  # here, not at the top: the config schemas import this package's options
+
     count = len(queries)
     k = min(k, len(matrix))
     q = tf.math.l2_normalize(tf.constant(np.asarray(queries, dtype=np.float32)), axis=1)

