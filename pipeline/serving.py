@@ -23,6 +23,9 @@ TABLE_ARTIFACT = "table"
 SUBWORD_ARTIFACT = "subword"
 MANIFEST_ARTIFACT = "manifest"
 TABLE_FILE = "embedding.safetensors"
+OOV_CONFIG_KEY = "oov"  # the model_config key that holds the default OOV policy
+# the models-from-code file that MLflow copies into the model and runs to build it (never imported here)
+MODEL_CODE = Path(__file__).with_name("serving_model.py")
 
 
 def check_oov(policy: object, key: str = "oov") -> str:
@@ -63,10 +66,13 @@ class EmbeddingModel(PythonModel):
     - ``subword``: the mean of its known character n-gram vectors (zeros when none is known).
 
     Args:
-        oov: the default policy; a request overrides it with ``params={"oov": ...}``.
+        oov: the default policy when the model has no ``model_config``; a registered model takes it
+            from ``model_config={"oov": ...}`` (see :meth:`load_context`), and a request overrides
+            it with ``params={"oov": ...}``.
 
-    Only ``oov`` is pickled with the model; the table and the subword model are artifacts that
-    :meth:`load_context` reads.
+    The registered model is saved as code (:data:`MODEL_CODE`), not pickled: MLflow runs that file
+    to build the model, and :meth:`load_context` reads the default policy from the model's config
+    and the table and the subword model from its artifacts.
     """
 
     def __init__(self, oov: str = "error") -> None:
@@ -74,6 +80,9 @@ class EmbeddingModel(PythonModel):
         self._table: EmbeddingTable | None = None
         self._subword: SubwordModel | None = None
 
+    # Registration no longer pickles the model; these keep a pickle to the policy alone (never the
+    # table) and let versions registered before models from code, whose python_model.pkl holds
+    # this state, still load where pickles are allowed.
     def __getstate__(self) -> dict[str, Any]:
         return {"oov": self.oov}
 
@@ -83,11 +92,21 @@ class EmbeddingModel(PythonModel):
         self._subword = None
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the table (and the subword model, when one was saved) from the model's artifacts.
+        """Read the default policy from the model's config, the table (and subword model) from its artifacts.
+
+        The default policy is ``model_config["oov"]`` when the config has one, else the
+        constructor's. Registration sets the same value as the default of the signature's ``oov``
+        param, which MLflow's pyfunc wrapper passes with every request that omits it: a load-time
+        ``model_config`` override changes what direct calls and the ``subword`` check below use,
+        not what ``PyFuncModel.predict`` or the REST server answer.
 
         Raises:
-            ValueError: the default policy is ``subword`` but the model has no subword artifact.
+            ValueError: a config ``oov`` that is not a policy, or the default policy is ``subword``
+                but the model has no subword artifact.
         """
+        config = context.model_config or {}
+        if OOV_CONFIG_KEY in config:
+            self.oov = check_oov(config[OOV_CONFIG_KEY], f"model_config.{OOV_CONFIG_KEY}")
         artifacts = context.artifacts
         self._table = load_table(Path(artifacts[TABLE_ARTIFACT]) / TABLE_FILE,
                                  LoadOptions(format="safetensors", cache=False, progress=False))

@@ -1,4 +1,5 @@
-"""Registering an adapted table as a pyfunc model: predict in-process per OOV policy, tags, manifest, REST serving."""
+"""Registering an adapted table as a pyfunc model from code: predict per OOV policy, tags, manifest, finding a
+version by tag, REST serving."""
 
 from __future__ import annotations
 
@@ -20,15 +21,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc.model import PythonModelContext
 
 from pipeline.formats import file_sha256
-from pipeline.serving import EmbeddingModel, UnknownTokenError
+from pipeline.serving import MODEL_CODE, EmbeddingModel, UnknownTokenError
 from pipeline.subword import SubwordModel, fit_subword, load_subword, save_subword
 from pipeline.table import EmbeddingTable
-from tasks.registry import register_table
+from tasks.registry import _OWN_TAGS, find_version, register_table
 
 NAME = "planted-emb"
 DIM = 12
@@ -84,8 +86,10 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registered]
 
 
 @pytest.fixture(scope="module")
-def model(registered: Registered) -> mlflow.pyfunc.PyFuncModel:
-    return mlflow.pyfunc.load_model(f"models:/{NAME}/{registered.version}")
+def model(registered: Registered) -> Iterator[mlflow.pyfunc.PyFuncModel]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")  # MLflow refuses a python_model.pkl
+        yield mlflow.pyfunc.load_model(f"models:/{NAME}/{registered.version}")
 
 
 def frame(tokens: list[str]) -> pd.DataFrame:
@@ -100,6 +104,43 @@ def test_registration_uses_only_the_given_uri_and_leaves_no_active_run(registere
     assert client.get_run(registered.run_id).info.status == "RUNNING"  # the job's run is the job's to end
     [logged] = client.search_logged_models(experiment_ids=[client.get_run(registered.run_id).info.experiment_id])
     assert (logged.name, logged.source_run_id, str(logged.status)) == ("model", registered.run_id, "READY")
+
+
+def test_the_model_is_saved_as_code_with_its_default_policy_as_config(registered: Registered, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path)))
+    assert not [p.name for p in model_dir.rglob("*") if p.suffix in (".pkl", ".pickle")]  # no python_model.pkl
+    assert (model_dir / MODEL_CODE.name).read_text() == MODEL_CODE.read_text()  # the code file, copied
+    flavor = yaml.safe_load((model_dir / "MLmodel").read_text())["flavors"]["python_function"]
+    assert "python_model" not in flavor
+    assert (Path(flavor["model_code_path"]).name, flavor["config"]) == (MODEL_CODE.name, {"oov": "error"})
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("something was unpickled")
+
+    import pickle
+
+    import cloudpickle  # MLflow loads a python_model.pkl with these
+
+    for module, function in ((pickle, "load"), (pickle, "loads"), (cloudpickle, "load"), (cloudpickle, "loads")):
+        monkeypatch.setattr(module, function, no_unpickling)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    loaded = mlflow.pyfunc.load_model(str(model_dir))
+    assert isinstance(loaded.unwrap_python_model(), EmbeddingModel)
+    np.testing.assert_array_equal(loaded.predict(frame(["jump"])), registered.table.matrix[[TOKENS.index("jump")]])
+
+
+def test_load_context_reads_the_default_policy_from_model_config(registered: Registered) -> None:
+    saved = mlflow.pyfunc.load_model(f"models:/{NAME}/1").unwrap_python_model()
+    assert saved.oov == "error"  # from the saved config: the constructor's default would be the same, so...
+    overridden = mlflow.pyfunc.load_model(f"models:/{NAME}/1", model_config={"oov": "zeros"})
+    direct = overridden.unwrap_python_model()  # ...a load-time override shows load_context reads the config
+    assert direct.oov == "zeros"
+    np.testing.assert_array_equal(direct.predict(None, [UNSEEN])[0], np.zeros(DIM, dtype=np.float32))
+    with pytest.raises(UnknownTokenError):  # through pyfunc, the signature's param default (fixed at registration)
+        overridden.predict(frame([UNSEEN]))
+    with pytest.raises(ValueError, match="model_config.oov must be one of error, zeros, subword, got 'nearest'"):
+        mlflow.pyfunc.load_model(f"models:/{NAME}/1", model_config={"oov": "nearest"})
 
 
 def test_known_tokens_get_their_exact_rows(registered: Registered, model: mlflow.pyfunc.PyFuncModel) -> None:
@@ -172,6 +213,7 @@ def test_manifest_is_an_artifact_of_the_model_and_tags_are_set(registered: Regis
     assert version.tags["base_checksum"] == "b" * 64
     assert version.tags["adapted_checksum"] == registered.table.checksum
     assert (version.tags["rows"], version.tags["dim"], version.tags["oov"]) == (str(len(TOKENS)), str(DIM), "error")
+    assert set(version.tags) == set(_OWN_TAGS)  # no extra tags unless asked
 
 
 def test_default_policy_is_fixed_at_registration(registered: Registered, tmp_path: Path) -> None:
@@ -192,6 +234,51 @@ def test_subword_policy_without_a_subword_model_fails_at_load(registered: Regist
     artifacts = {"table": str(model_dir / "artifacts" / "table")}
     with pytest.raises(ValueError, match="oov policy is 'subword' but the model was saved without a subword model"):
         EmbeddingModel("subword").load_context(PythonModelContext(artifacts=artifacts, model_config=None))
+    with pytest.raises(ValueError, match="oov policy is 'subword' but the model was saved without a subword model"):
+        EmbeddingModel().load_context(PythonModelContext(artifacts=artifacts, model_config={"oov": "subword"}))
+
+
+def test_extra_tags_go_on_the_version_and_find_version_finds_it(registered: Registered, tmp_path: Path) -> None:
+    name = f"{NAME}-rounds"  # a model of its own: the versions of NAME are counted by the tests above
+    client = MlflowClient(tracking_uri=registered.uri, registry_uri=registered.uri)
+    assert find_version(uri=registered.uri, name=name, tag="round", value="r1") is None  # no such model yet
+
+    made: list[str] = []
+
+    def register(round_id: str) -> str:
+        _, version = register_table(uri=registered.uri, run_id=registered.run_id, name=name, table=registered.table,
+                                    manifest=registered.manifest, subword=None, oov="zeros",
+                                    work_dir=tmp_path / f"work{len(made)}", extra_tags={"round": round_id})
+        made.append(version)
+        return version
+
+    assert [register("r1"), register("it's r2"), register('"r3"')] == ["1", "2", "3"]
+    tags = client.get_model_version(name, "2").tags
+    assert tags["round"] == "it's r2" and tags["oov"] == "zeros" and set(tags) == {*_OWN_TAGS, "round"}
+    assert find_version(uri=registered.uri, name=name, tag="round", value="r1") == "1"
+    assert find_version(uri=registered.uri, name=name, tag="round", value="it's r2") == "2"
+    assert find_version(uri=registered.uri, name=name, tag="round", value='"r3"') == "3"
+    for value in ("r4", "R1", "r%", "r_", "r1 "):  # exact match only: no LIKE patterns, no case folding
+        assert find_version(uri=registered.uri, name=name, tag="round", value=value) is None, value
+    assert find_version(uri=registered.uri, name=name, tag="rounds", value="r1") is None  # no such tag
+    assert find_version(uri=registered.uri, name=NAME, tag="round", value="r1") is None  # another model's versions
+    assert find_version(uri=registered.uri, name=name, tag="oov", value="zeros") == "3"  # several: the newest
+    assert register("r1") == "4"  # a retried round
+    assert find_version(uri=registered.uri, name=name, tag="round", value="r1") == "4"
+    assert mlflow.active_run() is None
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"tag": "a`b"}, "tag 'a`b' holds a backtick"),
+    ({"value": "it's \"x\""}, "value .* holds both ' and \""),
+    ({"name": "it's \"x\""}, "name .* holds both ' and \""),
+])
+def test_find_version_rejects_what_a_search_filter_cannot_express(kwargs: dict[str, str], message: str,
+                                                                   tmp_path: Path) -> None:
+    arguments = {"uri": f"sqlite:///{tmp_path}/unused.db", "name": "emb", "tag": "round", "value": "r1", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        find_version(**arguments)
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
@@ -201,6 +288,9 @@ def test_subword_policy_without_a_subword_model_fails_at_load(registered: Regist
     ({"oov": "x"}, "tracking.oov must be one of error, zeros, subword, got 'x'"),
     ({"oov": "subword", "subword": None}, "tracking.oov is 'subword' but there is no subword model"),
     ({"manifest": {"adapted": {"checksum": "0" * 64}}}, "the manifest's adapted checksum 0{64} is not the table's"),
+    ({"extra_tags": {"oov": "zeros"}}, "extra_tags may not set 'oov': register_table sets it"),
+    ({"extra_tags": {"round": 7}}, r"extra_tags\['round'\] must be a string, got 7 \(int\)"),
+    ({"extra_tags": {"": "x"}}, "extra_tags keys must be non-empty strings, got ''"),
 ])
 def test_bad_arguments_fail_before_anything_is_logged(kwargs: dict[str, Any], message: str, tmp_path: Path) -> None:
     table = make_table()
@@ -277,7 +367,8 @@ def test_mlflow_models_serve_answers_rest_requests(registered: Registered, tmp_p
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     # uvicorn is started by name: the venv's bin must be on PATH
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registered.uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # the server would refuse a python_model.pkl
     log = tmp_path / "serve.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
@@ -313,7 +404,13 @@ def test_mlflow_models_serve_answers_rest_requests(registered: Registered, tmp_p
         np.testing.assert_array_equal(got[0], table.vector("climbs"))
         np.testing.assert_array_equal(got[1], registered.subword.predict([UNSEEN])[0][0])
 
-        status, body = _post(f"{base}/invocations", {"dataframe_records": [{"token": UNSEEN}]})
+        status, body = _post(f"{base}/invocations",
+                             {"dataframe_records": [{"token": UNSEEN}, {"token": "of"}], "params": {"oov": "zeros"}})
+        assert status == 200, body
+        got = np.asarray(body["predictions"], dtype=np.float32)
+        np.testing.assert_array_equal(got, np.stack([np.zeros(DIM, np.float32), table.vector("of")]))
+
+        status, body = _post(f"{base}/invocations", {"dataframe_records": [{"token": UNSEEN}]})  # the default
         assert status == 400
         assert body["error_code"] == "INVALID_PARAMETER_VALUE"
         assert f"token '{UNSEEN}' not in table" in body["message"]
