@@ -138,7 +138,8 @@ def test_training_killed_mid_run_resumes_to_the_same_table(planted: Planted, tmp
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = killed / "train" / "checkpoints"
     deadline = time.monotonic() + 240
-    while not list(checkpoints.glob("ckpt-*.index")) and process.poll() is None and time.monotonic() < deadline:
+    # the manager's state file names a checkpoint only once its files are complete (the index alone may be early)
+    while not (checkpoints / "checkpoint").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.kill()  # SIGKILL: no handler runs, no cleanup
     assert process.wait() == -signal.SIGKILL
