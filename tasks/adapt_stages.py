@@ -84,21 +84,22 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 
 def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = None,
-          config_hash: str = "") -> AdaptResult:
+          config_hash: str = "", version_tags: dict[str, str] | None = None) -> AdaptResult:
     """Run every stage; write ``metrics.json``, ``manifest.json``, ``report.md`` and ``export/`` under ``out_dir``.
 
     Stage results are logged to ``tracker`` as each stage returns; the warnings of the run go into the report.
+    ``version_tags`` go on the registered model version (``tracking.register_as``).
 
     Raises:
         InputError: bad input (table, corpus, evaluation file); nothing is exported.
         IntegrityError: the integrity check failed; nothing is exported.
     """
     with collected_warnings("pipeline", "tasks") as warned:
-        return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned)
+        return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned, version_tags or {})
 
 
 def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_hash: str,
-           warned: list[str]) -> AdaptResult:
+           warned: list[str], version_tags: dict[str, str]) -> AdaptResult:
     # multi_worker must exist before TensorFlow runs any op; the others need the device first
     strategy = make_strategy("multi_worker", "") if options.train.strategy == "multi_worker" else None
     tf.random.set_seed(options.seed)
@@ -187,7 +188,7 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
             subword = fit_table_subword(base, options.induce)
         registered = register_table(uri=tracker.uri, run_id=tracker.run_id, name=options.tracking.register_as,
                                     table=adapted.table, manifest=manifest, subword=subword,
-                                    oov=options.tracking.oov, work_dir=out_dir / "model")
+                                    oov=options.tracking.oov, work_dir=out_dir / "model", extra_tags=version_tags)
         shutil.rmtree(out_dir / "model", ignore_errors=True)  # the registry holds its own copy
     metrics["adapt/seconds"] = time.perf_counter() - started
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=1, sort_keys=True) + "\n")

@@ -21,6 +21,7 @@ from pipeline.errors import InputError
 from pipeline.evaluate.suite import EvaluateOptions
 from pipeline.export import check_formats
 from pipeline.formats import LoadOptions
+from pipeline.gates import Gate
 from pipeline.induce import InduceOptions
 from pipeline.tokenize import TokenizerOptions
 from pipeline.train.options import TrainOptions
@@ -50,7 +51,7 @@ def schema_of(options: type, name: str, *, exclude: tuple[str, ...] = (), **extr
             specs.append((f.name, kind, field(default_factory=functools.partial(list, f.default))))
         else:
             specs.append((f.name, kind, field(default=f.default)))
-    return dataclasses.make_dataclass(name, specs)
+    return dataclasses.make_dataclass(name, specs, namespace={"__module__": __name__})  # picklable: joblib workers
 
 
 EmbeddingConfig = schema_of(LoadOptions, "EmbeddingConfig", exclude=("progress",), path=(str, MISSING))
@@ -156,11 +157,42 @@ class EvaluateTaskConfig:
     progress: bool = True
 
 
+@dataclass
+class GateConfig:
+    """One promotion gate (see :class:`pipeline.gates.Gate`)."""
+
+    metric: str = MISSING
+    higher_is_better: bool = True
+    max_drop: float = 0.0
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    """``tasks.retrain``: where shards arrive, how much older text to replay, the gates, the lock."""
+
+    source: str = MISSING
+    pattern: str = "*"
+    replay: float = 0.2
+    gates: list[GateConfig] = field(default_factory=list)
+    work_dir: str = "retrain"
+    lock: str | None = None
+
+
+@dataclass
+class RetrainConfig(AdaptConfig):
+    """The primary config of ``tasks.retrain``: adapt's, plus the schedule."""
+
+    schedule: ScheduleConfig = MISSING
+
+
 def register() -> None:
     """Register the schemas under the names the YAML files' defaults lists use."""
     store = ConfigStore.instance()
     store.store(name="adapt_schema", node=AdaptConfig)
     store.store(name="evaluate_task_schema", node=EvaluateTaskConfig)
+    store.store(name="retrain_schema", node=RetrainConfig)
     # outside the corpus group, so that --help lists only real options; the YAML files pull them in
     # with `- /<name>@_here_`
     store.store(name="files_corpus_schema", node=FilesCorpusConfig)
@@ -310,3 +342,36 @@ def _to_evaluate_options(cfg: DictConfig) -> EvaluateTaskOptions:
         base=obj.base,
         manifest=obj.manifest,
     )
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """``tasks.retrain``'s options: one adapt round's, and the schedule's."""
+
+    adapt: AdaptOptions
+    schedule: ScheduleConfig
+    gates: tuple[Gate, ...]
+    name: str
+
+
+def to_retrain_options(cfg: DictConfig) -> RetrainOptions:
+    """Validate a composed ``tasks.retrain`` config and turn it into options.
+
+    Raises:
+        InputError: an unknown key, a missing value or a value out of range, naming the key and the value.
+    """
+    return _validated(_to_retrain_options, cfg)
+
+
+def _to_retrain_options(cfg: DictConfig) -> RetrainOptions:
+    adapt = _to_options(cfg)
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, RetrainConfig)
+    schedule = obj.schedule
+    if not adapt.tracking.enabled or not adapt.tracking.register_as:
+        raise ValueError("tracking.register_as must name the registered model the schedule retrains, got "
+                         f"{adapt.tracking.register_as!r} (with tracking enabled)")
+    if not 0.0 <= schedule.replay <= 1.0:
+        raise ValueError(f"schedule.replay must be within [0, 1], got {schedule.replay}")
+    gates = tuple(Gate(**dataclasses.asdict(g)) for g in schedule.gates)
+    return RetrainOptions(adapt, schedule, gates, adapt.tracking.register_as)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -14,11 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import __version__
 from pipeline.errors import InputError, IntegrityError, TrainingDivergedError
 from tasks.config import TrackingConfig
+from tasks.lock import LockedError
 from tasks.tracking import NullTracker, check_reachable, git_tags, tracking_run
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 EXIT_INTEGRITY = 4
+EXIT_REJECTED = 5
+EXIT_LOCKED = 6
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,12 +39,12 @@ def resolved(cfg: DictConfig) -> dict[str, Any]:
 
 
 @contextmanager
-def tracked(task: str, tracking: TrackingConfig, config: dict[str, Any],
-            hydra_dir: Path | None) -> Iterator[NullTracker]:
-    """One tracking run for the job (tag ``task``), after checking the store answers: before any work."""
+def tracked(task: str, tracking: TrackingConfig, config: dict[str, Any], hydra_dir: Path | None,
+            tags: Mapping[str, str] | None = None) -> Iterator[NullTracker]:
+    """One tracking run for the job (tag ``task``, and ``tags``), after checking the store answers."""
     if tracking.enabled:
         check_reachable(tracking.uri, tracking.connect_timeout, tracking.experiment)
-    tags = {"task": task, "package_version": __version__, **git_tags(REPO_ROOT)}
+    tags = {"task": task, "package_version": __version__, **git_tags(REPO_ROOT), **(tags or {})}
     with tracking_run(enabled=tracking.enabled, uri=tracking.uri, experiment=tracking.experiment,
                       run_name=tracking.run_name, config=config, hydra_dir=hydra_dir, tags=tags) as tracker:
         yield tracker
@@ -60,3 +64,14 @@ def exit_codes() -> Iterator[None]:
     except IntegrityError as err:  # nothing is exported
         print(f"error: {err}", file=sys.stderr)
         sys.exit(EXIT_INTEGRITY)
+    except LockedError as err:  # another scheduled run is at work; this one did nothing
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_LOCKED)
+    except Exception as err:
+        # MLflow's and requests' errors, matched by module: importing mlflow here would cost every start a second
+        if not type(err).__module__.startswith(("mlflow", "requests", "urllib3")):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:600]
+        print(f"error: tracking failed: {first} (check that the tracking server is up and tracking.uri is right, "
+              "then run the job again)", file=sys.stderr)
+        sys.exit(EXIT_FAILED)

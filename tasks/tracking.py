@@ -19,11 +19,14 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ _NOT_SECRET = frozenset({"token_filter"})  # our own options that merely name to
 _USERINFO = re.compile(r"(?<=://)([^/@:\s]+):([^/@\s]+)@")
 _PARAMS_PER_BATCH = 100
 _MIN_SECRET_LENGTH = 4
+PARENT_RUN_ENV = "EMBADAPT_SWEEP_PARENT_RUN_ID"  # set for a sweep's jobs by tasks.callbacks.SweepParentRun
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's nested-run convention: the UI groups children under it
 
 
 def is_secret_key(key: str) -> bool:
@@ -239,18 +244,49 @@ def _log_hydra_dir(tracker: MlflowTracker, hydra_dir: Path, secrets: list[str]) 
         for source in sorted(hydra_dir.glob("*.yaml")):
             loaded = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
             if isinstance(loaded, list):  # overrides.yaml: key=value strings
-                loaded = [_redact_override(str(item), secrets) for item in loaded]
+                loaded = [redact_override(str(item), secrets) for item in loaded]
             else:
                 loaded = redact(loaded, secrets)
             OmegaConf.save(OmegaConf.create(loaded), Path(tmp, source.name))
         tracker.log_artifacts(Path(tmp), ".hydra")
 
 
-def _redact_override(override: str, secrets: list[str]) -> str:
+def redact_override(override: str, secrets: list[str] | None = None) -> str:
+    """A ``key=value`` override with the value of a secret key, secret values and URL passwords redacted."""
+    secrets = _secret_env_values() if secrets is None else secrets
     key, sep, value = override.partition("=")
     if sep and is_secret_key(key.lstrip("+~")):
         return f"{key}={REDACTED}"
     return redact_value(override, secrets)
+
+
+def active_experiment_id(client: MlflowClient, experiment: str) -> str:
+    """The id of the experiment named ``experiment`` in ``client``'s store, created when missing.
+
+    Raises:
+        InputError: the experiment exists but is deleted.
+    """
+    found = client.get_experiment_by_name(experiment)
+    if found is not None and found.lifecycle_stage != "active":
+        raise InputError("tracking.experiment", f"experiment {experiment!r} is {found.lifecycle_stage}",
+                         hint=f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) "
+                              "or choose another tracking.experiment")
+    return str(found.experiment_id if found else client.create_experiment(experiment))
+
+
+def _parent_tag(client: MlflowClient) -> dict[str, str]:
+    """``{"mlflow.parentRunId": id}`` when a sweep's parent run is set and exists in this store, else nothing."""
+    parent = os.environ.get(PARENT_RUN_ENV, "")
+    if not parent:
+        return {}
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(parent)
+    except MlflowException:
+        log.warning("sweep parent run %s is not in this tracking store; the run is not nested under it", parent)
+        return {}
+    return {PARENT_RUN_TAG: parent}
 
 
 @contextmanager
@@ -266,6 +302,9 @@ def tracking_run(
 ) -> Iterator[NullTracker]:
     """Open the job's run: params, ``config.yaml`` and ``.hydra/`` logged at start; FAILED on an exception.
 
+    Inside a sweep (``PARENT_RUN_ENV`` names the sweep's parent run, and that run is in this store)
+    the run is tagged ``mlflow.parentRunId`` with it, so MLflow shows it nested under the parent.
+
     Yields:
         A tracker (a :class:`NullTracker` when ``enabled`` is false).
     """
@@ -276,13 +315,8 @@ def tracking_run(
     from mlflow.entities import RunStatus
 
     client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is not None and found.lifecycle_stage != "active":
-        raise InputError("tracking.experiment", f"experiment {experiment!r} is {found.lifecycle_stage}",
-                         hint=f"restore it (mlflow experiments restore --experiment-id {found.experiment_id}) "
-                              "or choose another tracking.experiment")
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    experiment_id = active_experiment_id(client, experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, **_parent_tag(client)})
     tracker = MlflowTracker(uri, run.info.run_id)
     secrets = _secret_env_values()
     safe = redact(config, secrets)
@@ -299,13 +333,13 @@ def tracking_run(
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "error.log")
             path.write_text(redact_value("".join(traceback.format_exception(err))))
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             try:
                 tracker.log_artifact(path)
                 tracker.set_tags({"error": redact_value(str(err))[:5000]})
-            except Exception as log_err:  # noqa: BLE001 - the original error matters more
-                log.warning("could not log the error to MLflow: %s", log_err)
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        client.set_terminated(run.info.run_id, status=status)
+                client.set_terminated(run.info.run_id, status=status)
+            except Exception as log_err:  # noqa: BLE001 - the original error matters more (the server may be gone)
+                log.warning("could not log the error to MLflow: %s", str(log_err).splitlines()[0][:300])
         raise
     else:
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FINISHED))

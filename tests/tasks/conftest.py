@@ -56,3 +56,14 @@ def compose_evaluate() -> Callable[[list[str]], DictConfig]:
             return compose(config_name="evaluate_task", overrides=overrides)
 
     return _compose
+
+
+@pytest.fixture
+def compose_retrain() -> Callable[[list[str]], DictConfig]:
+    """Compose tasks.retrain's primary config with overrides."""
+
+    def _compose(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name="retrain"):
+            return compose(config_name="retrain_task", overrides=overrides)
+
+    return _compose

@@ -9,7 +9,14 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
-from tasks.config import AdaptOptions, FilesCorpusConfig, PythonDocsCorpusConfig, to_evaluate_options, to_options
+from tasks.config import (
+    AdaptOptions,
+    FilesCorpusConfig,
+    PythonDocsCorpusConfig,
+    to_evaluate_options,
+    to_options,
+    to_retrain_options,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "files"): ["corpus.paths=[a.txt]"],
@@ -17,7 +24,7 @@ REQUIRED = {("embedding", "file"): ["embedding.path=/x/table.txt"], ("corpus", "
 OPTIONS = sorted(
     (group.name, option.stem)
     for group in CONFIGS.iterdir()
-    if group.is_dir() and group.name not in ("hydra", "__pycache__")
+    if group.is_dir() and group.name not in ("hydra", "__pycache__", "schedule")  # schedule: tasks.retrain's only
     for option in group.glob("*.yaml")
 )
 
@@ -25,6 +32,23 @@ OPTIONS = sorted(
 def test_every_group_has_options() -> None:
     groups = {g for g, _ in OPTIONS}
     assert groups == {"embedding", "corpus", "vocab", "induce", "train", "evaluate", "export", "tracking"}
+    assert [p.stem for p in (CONFIGS / "schedule").glob("*.yaml")] == ["default"]
+
+
+def test_retrain_config_composes_with_its_gates(compose_retrain: Callable[[list[str]], DictConfig]) -> None:
+    base = ["schedule.source=/data/shards", "tracking.register_as=emb"]
+    options = to_retrain_options(compose_retrain([*base, "schedule.gates=[{metric: eval/p/auc, max_drop: 0.01}, "
+                                                         "{metric: eval/l/loss, higher_is_better: false}]"]))
+    assert options.name == "emb" and options.schedule.replay == 0.2 and options.adapt.corpus.paths == []
+    assert [(g.metric, g.max_drop, g.higher_is_better) for g in options.gates] == [
+        ("eval/p/auc", 0.01, True), ("eval/l/loss", 0.0, False)]
+    for override, message in [("schedule.replay=1.5", "schedule.replay must be within [0, 1], got 1.5"),
+                              ("schedule.gates=[{metric: eval/p/auc_after}]", "without _before/_after"),
+                              ("tracking.register_as=null", "tracking.register_as must name the registered model")]:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+            to_retrain_options(compose_retrain([*base, override]))
+    with pytest.raises(ValueError, match="schedule.source has no value"):
+        to_retrain_options(compose_retrain(["tracking.register_as=emb"]))
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS)
