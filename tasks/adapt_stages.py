@@ -84,22 +84,24 @@ def config_sha256(config: dict[str, Any]) -> str:
 
 
 def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = None,
-          config_hash: str = "", version_tags: dict[str, str] | None = None) -> AdaptResult:
+          config_hash: str = "", version_tags: dict[str, str] | None = None, *,
+          corpus: Corpus | None = None) -> AdaptResult:
     """Run every stage; write ``metrics.json``, ``manifest.json``, ``report.md`` and ``export/`` under ``out_dir``.
 
     Stage results are logged to ``tracker`` as each stage returns; the warnings of the run go into the report.
-    ``version_tags`` go on the registered model version (``tracking.register_as``).
+    ``version_tags`` go on the registered model version (``tracking.register_as``). ``corpus``, when given,
+    is read instead of the one ``options.corpus`` configures.
 
     Raises:
         InputError: bad input (table, corpus, evaluation file); nothing is exported.
         IntegrityError: the integrity check failed; nothing is exported.
     """
     with collected_warnings("pipeline", "tasks") as warned:
-        return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned, version_tags or {})
+        return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned, version_tags or {}, corpus)
 
 
 def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_hash: str,
-           warned: list[str], version_tags: dict[str, str]) -> AdaptResult:
+           warned: list[str], version_tags: dict[str, str], given: Corpus | None = None) -> AdaptResult:
     # multi_worker must exist before TensorFlow runs any op; the others need the device first
     strategy = make_strategy("multi_worker", "") if options.train.strategy == "multi_worker" else None
     tf.random.set_seed(options.seed)
@@ -121,7 +123,7 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
     started = time.perf_counter()
     tokenizer = Tokenizer(options.tokenizer)  # checks corpus.tokenizer.pattern before any long work
     sets = read_sets(options.evaluate)  # a missing or malformed evaluation file fails now, not after training
-    corpus = open_corpus(options.corpus)  # before the table: a bad corpus path fails before a long load
+    corpus = given or open_corpus(options.corpus)  # before the table: a bad corpus path fails before a long load
     tracker.set_tags({"corpus_fingerprint": corpus.fingerprint})
     base = load_table(options.embedding_path, options.load)
     record({"load/rows": len(base), "load/dim": base.dim, "load/seconds": time.perf_counter() - started})

@@ -170,7 +170,11 @@ class GateConfig:
 
 @dataclass
 class ScheduleConfig:
-    """``tasks.retrain``: where shards arrive, how much older text to replay, the gates, the lock."""
+    """``tasks.retrain``: where shards arrive, how much older text to replay, the gates, the lock.
+
+    ``source`` is a folder of shard files (``pattern``), or ``tfds:<name>``: a TFDS dataset whose
+    prepared (version, split) pairs under ``data_dir`` are the shards, ``field`` their text.
+    """
 
     source: str = MISSING
     pattern: str = "*"
@@ -178,6 +182,8 @@ class ScheduleConfig:
     gates: list[GateConfig] = field(default_factory=list)
     work_dir: str = "retrain"
     lock: str | None = None
+    data_dir: str | None = None
+    field: str = "text"  # last: the name hides dataclasses.field in the class body
 
 
 @dataclass

@@ -76,11 +76,13 @@ def exclusive(path: Path, what: str = "") -> Iterator[dict[str, Any]]:
         handle.write(json.dumps(me))
         handle.flush()
         os.fsync(handle.fileno())
-        yield left
-        me["released"] = time.time()
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps(me))
-        handle.flush()
+        try:
+            yield left
+        finally:  # a job that raised still released its lock; only a killed one leaves it unreleased
+            me["released"] = time.time()
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(me))
+            handle.flush()
     finally:
         handle.close()  # closing drops the flock

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, SupportsIndex, overload
 
 from pipeline.errors import InputError
 
@@ -127,3 +128,66 @@ def reading(corpus: Corpus) -> Iterator[None]:
         raise
     if corpus.errors:  # a reader that met bad input stops its stream and leaves the error here
         raise corpus.errors[0]
+
+
+def concatenated(corpora: Sequence[Corpus], name: str) -> Corpus:
+    """``corpora`` read one after the other, as one corpus.
+
+    Args:
+        corpora: the parts, in reading order.
+        name: the source kind of the whole (``tfds``).
+
+    Returns:
+        A corpus whose documents are each part's in order (tf.data ``concatenate``), whose sources are
+        the parts' sources, whose fingerprint is the sha256 over the parts' fingerprints in order, and
+        whose errors are the parts' (bad input a part's reader records is raised by :func:`reading`
+        over the whole).
+
+    Raises:
+        ValueError: no corpora.
+    """
+    parts = tuple(corpora)
+    if not parts:
+        raise ValueError("concatenated needs at least one corpus, got none")
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(f"{part.fingerprint}\n".encode())
+
+    def make_documents() -> tf.data.Dataset:
+        dataset = parts[0].make_documents()
+        for part in parts[1:]:
+            dataset = dataset.concatenate(part.make_documents())
+        return dataset
+
+    sources = tuple(source for part in parts for source in part.sources)
+    return Corpus(name, sources, digest.hexdigest(), make_documents, _SharedErrors([p.errors for p in parts]))
+
+
+class _SharedErrors(list[InputError]):
+    """The errors lists of several corpora read as one list, live: the parts' readers keep appending to
+    their own lists, and what :func:`reading` checks sees them all, in the parts' order."""
+
+    def __init__(self, parts: Sequence[list[InputError]]) -> None:
+        super().__init__()
+        self._parts = tuple(parts)
+
+    def _all(self) -> list[InputError]:
+        return [error for part in (*self._parts, list(super().__iter__())) for error in part]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[InputError]:
+        return iter(self._all())
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> InputError: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[InputError]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> InputError | list[InputError]:
+        return self._all()[index]
+
+    def __repr__(self) -> str:
+        return repr(self._all())

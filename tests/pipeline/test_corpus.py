@@ -217,3 +217,28 @@ def test_truncated_gzip_is_named(tmp_path: Path) -> None:
     (tmp_path / "cut.txt.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"cut.txt.gz: cannot read the corpus.*damaged"):
         counts_of(files_corpus([str(tmp_path / "cut.txt.gz")]))
+
+
+def test_concatenated_reads_the_parts_in_order_and_raises_their_bad_input(tmp_path: Path) -> None:
+    from pipeline.corpus.base import concatenated
+
+    (tmp_path / "a.txt").write_text("alpha beta\nbeta\n")
+    (tmp_path / "b.jsonl").write_text('{"text": "gamma"}\n')
+    a = files_corpus([str(tmp_path / "a.txt")])
+    b = files_corpus([str(tmp_path / "b.jsonl")], field="text")
+    whole = concatenated([a, b], "both")
+    assert [d.decode() for d in whole.documents().as_numpy_iterator()] == ["alpha beta", "beta", "gamma"]
+    assert whole.name == "both" and whole.sources == (str(tmp_path / "a.txt"), str(tmp_path / "b.jsonl"))
+    assert counts_of(whole) == {"alpha": 1, "beta": 2, "gamma": 1}
+    assert concatenated([a, b], "again").fingerprint == whole.fingerprint  # content, not the name
+    assert concatenated([b, a], "both").fingerprint != whole.fingerprint  # the order is part of it
+    assert whole.fingerprint not in (a.fingerprint, b.fingerprint)
+
+    (tmp_path / "bad.jsonl").write_text('{"text": "delta"}\n{"body": "x"}\n')
+    bad = concatenated([a, files_corpus([str(tmp_path / "bad.jsonl")], field="text")], "both")
+    assert not bad.errors
+    with pytest.raises(InputError, match=r"bad.jsonl:2: no field 'text'"):
+        counts_of(bad)  # recorded by the part's reader, raised for the whole
+    assert len(bad.errors) == 1 and "bad.jsonl" in str(bad.errors[0])
+    with pytest.raises(ValueError, match="at least one corpus"):
+        concatenated([], "none")

@@ -115,6 +115,68 @@ def test_three_rounds_promote_reject_and_do_nothing(
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 2
 
 
+def _prepare_tfds(data_dir: Path, version: str, splits: dict[str, list[str]]) -> None:
+    """Prepare version ``version`` of the TFDS dataset ``planted_news`` under ``data_dir``, offline."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="planted_news", version=version, features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
+        split_datasets={split: tf.data.Dataset.from_tensor_slices({"text": docs}) for split, docs in splits.items()},
+        data_dir=str(data_dir), disable_shuffling=True)
+
+
+def _tfds_overrides(setting: Setting, source: str, data_dir: Path | None) -> list[str]:
+    kept = [o for o in setting.overrides if not o.startswith("schedule.source=")]
+    return [*kept, f"schedule.source={source}", *([f"schedule.data_dir={data_dir}"] if data_dir else [])]
+
+
+def test_a_tfds_dataset_gaining_a_version_is_learned_split_by_split(
+        setting: Setting, compose_retrain: Callable[[list[str]], DictConfig], tmp_path: Path) -> None:
+    data_dir = tmp_path / "tfds"
+    overrides = _tfds_overrides(setting, "tfds:planted_news", data_dir)
+    client = setting.client()
+    _prepare_tfds(data_dir, "1.0.0", {"day1": planted_corpus()})
+
+    first = run(compose_retrain(overrides))
+    assert first.status == "promoted" and first.version == "1" and first.new_shards == ("1.0.0/day1",)
+
+    _prepare_tfds(data_dir, "1.1.0", {"day1": planted_corpus(), "day2": _misleading_docs()})
+    second = run(compose_retrain(overrides))
+    assert second.new_shards == ("1.1.0/day2",) and second.replayed == ()  # day1 is unchanged: learned
+    assert second.status == "rejected" and second.version == "2"
+    manifest = json.loads(Path(_download(client, NAME, "2", "manifest.json")).read_text())
+    assert manifest["corpus"] == {"source": "tfds", "sources": ["tfds:planted_news:1.1.0/day2"]}
+    assert [a["token"] for a in manifest["appended"]] == ["blorp"]  # read day2 only, from the champion
+
+    third = run(compose_retrain(overrides))
+    assert third.status == "noop" and third.version is None
+    experiment = client.get_experiment_by_name("test")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.data.tags.get("retrain_status") for r in runs] == ["promoted", "rejected", "noop"]
+    assert runs[2].data.metrics == {"retrain/new_shards": 0.0, "retrain/shards": 2.0}
+    watermark = json.loads(Path(client.download_artifacts(runs[1].info.run_id, "watermark.json",
+                                                          str(tmp_path))).read_text())["shards"]
+    assert sorted(watermark.values()) == ["1.0.0/day1", "1.1.0/day2"]
+
+
+def test_a_tfds_source_with_no_prepared_version_is_named(
+        setting: Setting, compose_retrain: Callable[[list[str]], DictConfig], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.errors import InputError
+
+    data_dir = tmp_path / "tfds"
+    _prepare_tfds(data_dir, "1.0.0", {"day1": ["alpha beta"]})
+    with pytest.raises(InputError, match=f"tfds:nothing_here: no prepared version in data_dir {data_dir} "):
+        run(compose_retrain(_tfds_overrides(setting, "tfds:nothing_here", data_dir)))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "default"))  # schedule.data_dir=null: TFDS's default
+    with pytest.raises(InputError, match=f"tfds:planted_news: no prepared version in data_dir {tmp_path / 'default'} "):
+        run(compose_retrain(_tfds_overrides(setting, "tfds:planted_news", None)))
+    with pytest.raises(InputError, match="tfds:planted_news:1.0.0: no field 'body'.*one of text"):
+        run(compose_retrain([*_tfds_overrides(setting, "tfds:planted_news", data_dir), "schedule.field=body"]))
+    assert not setting.client().search_registered_models()
+
+
 def _download(client: MlflowClient, name: str, version: str, artifact: str) -> str:
     import mlflow.artifacts
 
@@ -217,3 +279,12 @@ def test_a_retrain_killed_mid_training_completes_its_round_with_one_champion(
     table = load_table(_download(client, NAME, "1", "table/embedding.safetensors"),
                        LoadOptions(format="safetensors", cache=False, progress=False))
     np.testing.assert_array_equal(table.matrix[: len(planted.table)], planted.table.matrix)
+
+
+def test_a_job_that_raised_released_its_lock(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    lock = tmp_path / "x.lock"
+    with pytest.raises(RuntimeError), exclusive(lock):
+        raise RuntimeError("failed round")
+    with exclusive(lock) as left:
+        assert left["pid"] == os.getpid() and left["released"]
+    assert "took over" not in caplog.text
