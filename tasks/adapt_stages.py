@@ -47,7 +47,7 @@ from tasks.evaluation import (
     evaluation_metrics,
     neighbour_columns,
     shown_neighbours,
-    summary_rows,
+    summary_lines,
     write_columns,
 )
 from tasks.registry import register_table
@@ -349,8 +349,7 @@ def summary(result: AdaptResult, out_dir: Path, run_id: str | None, uri: str | N
                      + (f", held-out loss {m['train/heldout_loss_initial']:.4f} -> {m['train/heldout_loss_best']:.4f}"
                         if "train/heldout_loss_best" in m and "train/heldout_loss_initial" in m else "")
                      + (" (stopped early)" if m.get("train/stopped_early") else ""))
-    for name, before, after in summary_rows(m):
-        lines.append(f"{name}: " + " -> ".join("-" if v is None else f"{v:.3f}" for v in (before, after)))
+    lines += summary_lines(m)
     for token, (kind, _, nearest_now) in result.neighbours.items():
         lines.append(f"  {token:>16} ({kind}): " + ", ".join(other for other, _ in nearest_now[:6]))
     if result.registered:

@@ -62,6 +62,12 @@ def summary_rows(metrics: dict[str, float]) -> list[tuple[str, float | None, flo
             if name.startswith("eval/") and name.count("/") == 3 and name.endswith(heads)]
 
 
+def summary_lines(metrics: dict[str, float]) -> list[str]:
+    """:func:`summary_rows` as the lines the tasks print: ``pairs/foldoc/auc: 0.684 -> 0.672``."""
+    return [f"{name}: " + " -> ".join("-" if v is None else f"{v:.3f}" for v in (before, after))
+            for name, before, after in summary_rows(metrics)]
+
+
 def coverage(table: EmbeddingTable, counts: Mapping[str, int]) -> float:
     """The share of corpus token occurrences (``counts``) that have a row in ``table``."""
     total = sum(counts.values())
@@ -230,18 +236,16 @@ def _evaluate(options: EvaluateTaskOptions, out_dir: Path, tracker: NullTracker,
     for name in ("metrics.json", "neighbours.tsv", "report.md"):
         tracker.log_artifact(out_dir / name)
     tracker.log_table(columns, "neighbours.json")
-    print(report_summary(metrics, comparison, out_dir))
+    print(report_summary(metrics, out_dir))
     return EvaluateResult(metrics, manifest_path)
 
 
-def report_summary(metrics: dict[str, float], comparison: list[tuple[str, float | None, float | None]],
-                   out_dir: Path) -> str:
+def report_summary(metrics: dict[str, float], out_dir: Path) -> str:
     """The lines a person reads at the end."""
     lines = []
     if "integrity/ok" in metrics:
         lines.append(f"integrity: {'ok' if metrics['integrity/ok'] else 'FAILED'} "
                      f"(frozen rows max |diff| = {metrics['integrity/frozen_max_abs_diff']})")
-    for name, before, after in summary_rows(metrics):
-        lines.append(f"{name}: " + " -> ".join("-" if v is None else f"{v:.3f}" for v in (before, after)))
+    lines += summary_lines(metrics)
     lines.append(f"outputs: {out_dir} (report.md)")
     return "\n".join(lines)
