@@ -333,13 +333,15 @@ def tracking_run(
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp, "error.log")
             path.write_text(redact_value("".join(traceback.format_exception(err))))
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             try:
                 tracker.log_artifact(path)
                 tracker.set_tags({"error": redact_value(str(err))[:5000]})
-                client.set_terminated(run.info.run_id, status=status)
-            except Exception as log_err:  # noqa: BLE001 - the original error matters more (the server may be gone)
+            except Exception as log_err:  # noqa: BLE001 - the original error matters more
                 log.warning("could not log the error to MLflow: %s", str(log_err).splitlines()[0][:300])
+        try:  # apart from the upload: a run whose error.log could not be stored is still marked
+            client.set_terminated(run.info.run_id, status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        except Exception as end_err:  # noqa: BLE001 - the original error matters more (the server may be gone)
+            log.warning("could not mark the MLflow run ended: %s", str(end_err).splitlines()[0][:300])
         raise
     else:
         client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FINISHED))

@@ -346,3 +346,23 @@ def test_a_diverging_run_fails_with_its_step_and_keeps_its_last_good_checkpoint(
     assert mlrun.info.status == "FAILED"
     assert mlrun.data.metrics["train/diverged_step"] == err.value.step
     assert f"training diverged at step {err.value.step}" in mlrun.data.tags["error"]
+
+
+def test_a_run_whose_error_log_cannot_be_stored_is_still_marked_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tasks.tracking import MlflowTracker, tracking_run
+
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(self: MlflowTracker, path: Path, artifact_path: str | None = None) -> None:
+        if Path(path).name == "error.log":
+            raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(MlflowTracker, "log_artifact", refuse)
+    with pytest.raises(RuntimeError, match="stage broke"), tracking_run(
+            enabled=True, uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="test", run_name=None, config={},
+            hydra_dir=None, tags={"task": "adapt"}):
+        raise RuntimeError("stage broke")
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.info.status == "FAILED"
