@@ -32,14 +32,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import __version__
-from tasks.job import REPO_ROOT, exit_codes
+from tasks.job import exit_codes, run_tags
 from tasks.tracking import (
     PARENT_RUN_ENV,
     PARENT_RUN_TAG,
     active_experiment_id,
     check_reachable,
-    git_tags,
     redact_override,
 )
 
@@ -82,8 +80,8 @@ class SweepParentRun(Callback):
         task = str(config.hydra.job.name)
         sweep_dir = _sweep_dir(config)
         overrides = [redact_override(str(o)) for o in OmegaConf.to_container(config.hydra.overrides.task) or []]
-        tags = {"task": f"{task}-sweep", "package_version": __version__, **git_tags(REPO_ROOT),
-                "sweep.dir": str(sweep_dir), "sweep.launcher": str(OmegaConf.select(config, "hydra.launcher._target_"))}
+        tags = {**run_tags(f"{task}-sweep"), "sweep.dir": str(sweep_dir),
+                "sweep.launcher": str(OmegaConf.select(config, "hydra.launcher._target_"))}
         run = client.create_run(experiment_id, run_name=f"sweep {task} {sweep_dir.name}", tags=tags)
         client.log_param(run.info.run_id, "sweep.overrides", json.dumps(overrides)[:MAX_PARAM_VAL_LENGTH])
         self._run_id, self._uri, self._experiment_id = run.info.run_id, uri, experiment_id

@@ -289,6 +289,10 @@ def _to_options(cfg: DictConfig) -> AdaptOptions:
     check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, AdaptConfig)
+    return _adapt_options(obj)
+
+
+def _adapt_options(obj: AdaptConfig) -> AdaptOptions:
     if obj.export.projector_rows < 1:
         raise ValueError(f"export.projector_rows must be positive, got {obj.export.projector_rows}")
     check_formats(obj.export.formats)
@@ -370,9 +374,10 @@ def to_retrain_options(cfg: DictConfig) -> RetrainOptions:
 
 
 def _to_retrain_options(cfg: DictConfig) -> RetrainOptions:
-    adapt = _to_options(cfg)
+    check_keys(cfg)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, RetrainConfig)
+    adapt = _adapt_options(obj)
     schedule = obj.schedule
     if not adapt.tracking.enabled or not adapt.tracking.register_as:
         raise ValueError("tracking.register_as must name the registered model the schedule retrains, got "

@@ -33,6 +33,11 @@ def run_dirs() -> tuple[Path, Path | None]:
     return out_dir, out_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None
 
 
+def run_tags(task: str) -> dict[str, str]:
+    """The tags every run of ours carries: the task, the package version, and the git commit when known."""
+    return {"task": task, "package_version": __version__, **git_tags(REPO_ROOT)}
+
+
 def resolved(cfg: DictConfig) -> dict[str, Any]:
     """The composed config as plain values, interpolations resolved (logged as params and ``config.yaml``)."""
     return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
@@ -44,7 +49,7 @@ def tracked(task: str, tracking: TrackingConfig, config: dict[str, Any], hydra_d
     """One tracking run for the job (tag ``task``, and ``tags``), after checking the store answers."""
     if tracking.enabled:
         check_reachable(tracking.uri, tracking.connect_timeout, tracking.experiment)
-    tags = {"task": task, "package_version": __version__, **git_tags(REPO_ROOT), **(tags or {})}
+    tags = {**run_tags(task), **(tags or {})}
     with tracking_run(enabled=tracking.enabled, uri=tracking.uri, experiment=tracking.experiment,
                       run_name=tracking.run_name, config=config, hydra_dir=hydra_dir, tags=tags) as tracker:
         yield tracker
