@@ -19,15 +19,20 @@ def planted(tmp_path: Path) -> Planted:
     return write_planted(tmp_path / "data")
 
 
-@pytest.fixture
-def compose_adapt() -> Callable[[list[str]], DictConfig]:
-    """Compose conf.yaml (through configs/, as the installed app does) with overrides."""
+def composer(config_name: str, job_name: str) -> Callable[[list[str]], DictConfig]:
+    """Compose a primary config of configs/ (as the installed app finds it) with overrides."""
 
     def _compose(overrides: list[str]) -> DictConfig:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name="adapt"):
-            return compose(config_name="conf", overrides=overrides)
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name=job_name):
+            return compose(config_name=config_name, overrides=overrides)
 
     return _compose
+
+
+@pytest.fixture
+def compose_adapt() -> Callable[[list[str]], DictConfig]:
+    """Compose conf.yaml, tasks.adapt's primary config."""
+    return composer("conf", "adapt")
 
 
 @pytest.fixture
@@ -49,21 +54,11 @@ def planted_overrides(planted: Planted, tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.fixture
 def compose_evaluate() -> Callable[[list[str]], DictConfig]:
-    """Compose tasks.evaluate's primary config with overrides."""
-
-    def _compose(overrides: list[str]) -> DictConfig:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name="evaluate"):
-            return compose(config_name="evaluate_task", overrides=overrides)
-
-    return _compose
+    """Compose tasks.evaluate's primary config."""
+    return composer("evaluate_task", "evaluate")
 
 
 @pytest.fixture
 def compose_retrain() -> Callable[[list[str]], DictConfig]:
-    """Compose tasks.retrain's primary config with overrides."""
-
-    def _compose(overrides: list[str]) -> DictConfig:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIGS), job_name="retrain"):
-            return compose(config_name="retrain_task", overrides=overrides)
-
-    return _compose
+    """Compose tasks.retrain's primary config."""
+    return composer("retrain_task", "retrain")
