@@ -288,3 +288,15 @@ def test_a_job_that_raised_released_its_lock(tmp_path: Path, caplog: pytest.LogC
     with exclusive(lock) as left:
         assert left["pid"] == os.getpid() and left["released"]
     assert "took over" not in caplog.text
+
+
+def test_a_source_that_is_not_a_folder_fails_naming_it_and_records_nothing(
+        compose_retrain: Callable[[list[str]], DictConfig], setting: Setting, tmp_path: Path) -> None:
+    from pipeline.errors import InputError
+
+    missing = tmp_path / "no-such-shards"
+    overrides = [o for o in setting.overrides if not o.startswith("schedule.source")] + [f"schedule.source={missing}"]
+    with pytest.raises(InputError, match=f"{missing}: not a folder of corpus shards"):
+        run(compose_retrain(overrides))
+    assert not setting.client().search_registered_models()
+    assert not (tmp_path / "rounds" / NAME).exists()
