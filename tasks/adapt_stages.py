@@ -131,6 +131,10 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
 
     counts, vocab, contexts = choose_stage(options, corpus, tokenizer, base, record)
     induced, checked = induce_stage(options, base, counts, vocab, contexts, record)
+    # the n-gram vectors (over 1 GiB for a 3M-row table) are held on only when the registered model serves them
+    serving = options.tracking.register_as and options.tracking.oov == "subword"
+    subword = induced.subword if serving else None
+    induced = dataclasses.replace(induced, subword=None)
     report = vocab_report(vocab, induced)
     write_columns(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
@@ -185,7 +189,6 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
     write_manifest(out_dir / "manifest.json", manifest)
     registered = None
     if options.tracking.register_as and tracker.run_id and tracker.uri:
-        subword = induced.subword
         if subword is None and options.tracking.oov == "subword":
             subword = fit_table_subword(base, options.induce)
         registered = register_table(uri=tracker.uri, run_id=tracker.run_id, name=options.tracking.register_as,
