@@ -204,8 +204,8 @@ def run_child(case: str, raw_path: Path, tok_path: Path) -> dict[str, Any]:
     if case in ("joined", "documents"):
         documents = 0
         if case == "joined":
-            for _, n in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES).prefetch(tf.data.AUTOTUNE):
-                documents += int(n)
+            for _, n in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
+                documents += n
         else:
             for batch in corpus.documents().batch(1024).prefetch(tf.data.AUTOTUNE):
                 documents += int(batch.shape[0])

@@ -49,15 +49,13 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
 
     The documents stream through tf.data joined in groups (:meth:`Corpus.joined`: blocks of
     about ``COUNT_BLOCK_BYTES`` where the source reads blocks, else ``COUNT_BATCH_DOCUMENTS``
-    documents), lowercased (:meth:`Tokenizer.prepare`) on TensorFlow's threads; the joined text is
-    cut into pieces and counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the
+    documents); each joined text is lowercased (:meth:`Tokenizer.prepare`), cut into pieces and
+    counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the
     distinct pieces become tokens once the pass is over or when there are many of them
     (:meth:`Tokenizer.add_pieces`). The tokens are those :meth:`Tokenizer.__call__` gives;
     :func:`count_tokens_tf` counts through it. The progress bar counts pieces, a close upper bound
     of the tokens.
     """
-    dataset = corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES, then=tokenizer.prepare)
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
     counts: dict[bytes, int] = {}
     pieces: Counter[bytes] = Counter()
     total = 0
@@ -65,10 +63,10 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     replaced = 0
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
-        for text, n_documents in dataset.as_numpy_iterator():
-            documents += int(n_documents)
+        for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
+            documents += n_documents
             replaced += text.count(_REPLACEMENT)
-            cut = tokenizer.pieces(text)
+            cut = tokenizer.pieces(tokenizer.prepare(text))
             pieces.update(cut)
             bar.update(len(cut))
             if len(pieces) > COUNT_MAX_PIECES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 _ASCII_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ASCII_DIGITS = b"0123456789"
+_CAPITAL_SIGMA = "\u03a3".encode()
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,8 @@ class TokenizerOptions:
 class Tokenizer:
     """Callable on a batch of documents (``tf.string``, shape ``[n]``); returns a ``RaggedTensor`` of tokens.
 
-    For counting, the same rules apply in three steps that split the work between TensorFlow and
-    Python: :meth:`prepare` lowercases and joins a batch of documents (TensorFlow, inside tf.data),
-    :meth:`pieces` cuts the joined bytes at ASCII separators (Python, no per-token loop), and
+    For counting, the same rules apply in three steps, mostly in Python: :meth:`prepare` lowercases
+    documents joined by newlines, :meth:`pieces` cuts them at ASCII separators (no per-token loop), and
     :meth:`add_pieces` turns counted pieces into counted tokens, once per distinct piece. Pieces of
     ASCII are finished there; pieces holding other characters go through :meth:`__call__` itself,
     so both ways give the same tokens.
@@ -82,7 +82,6 @@ class Tokenizer:
         kept = _ASCII_ALNUM | set(self._ascii_inner) | set(range(128, 256))
         self._spaces = bytes(b if b in kept else 0x20 for b in range(256))
         self._not_letters = _ASCII_DIGITS + self._ascii_inner
-        self._cased: Tokenizer | None = None
 
     def __call__(self, documents: tf.Tensor) -> tf.RaggedTensor:
         import tensorflow as tf  # here, not at the top: validating options must not pay TensorFlow's import
@@ -122,15 +121,18 @@ class Tokenizer:
 
         return [t.decode("utf-8") for t in self(tf.constant([text]))[0].numpy()]
 
-    def prepare(self, documents: tf.Tensor) -> tf.Tensor:
-        """A batch of documents as one ``tf.string`` scalar for :meth:`pieces`: joined by newlines
-        and, when the options say so, lowercased (the same op as :meth:`__call__`; a newline
-        neither is nor carries case, so lowercasing the joined text equals lowercasing each).
-        A scalar is taken as documents already joined by newlines."""
+    def prepare(self, text: bytes) -> bytes:
+        """Documents joined by newlines (UTF-8), made ready for :meth:`pieces`: lowercased when the options
+        say so. ASCII letters are lowercased here, in Python; the pieces holding other characters are
+        lowercased by :meth:`__call__`'s op when :meth:`add_pieces` tokenizes them. Text holding a
+        capital sigma is lowercased whole by that op, since its lowercase (σ or final ς) depends on
+        the letters around it, across separators. A newline neither is nor carries case, so
+        lowercasing the joined text equals lowercasing each document."""
+        if not self.options.lowercase or text.isascii() or _CAPITAL_SIGMA not in text:
+            return text.lower() if self.options.lowercase else text
         import tensorflow as tf
 
-        text = documents if documents.shape.rank == 0 else tf.strings.reduce_join(documents, separator="\n")
-        return self._lower(text) if self.options.lowercase else text
+        return self._lower(tf.constant(text)).numpy()
 
     def pieces(self, text: bytes) -> list[bytes]:
         """``text`` from :meth:`prepare` cut at ASCII separators: every token lies inside one piece."""
@@ -175,12 +177,12 @@ class Tokenizer:
         return {token: found[token] for token, ok in zip(tokens, keep.tolist(), strict=True) if ok}
 
     def _tokens_of_others(self, pieces: list[bytes], repeats: list[int]) -> dict[bytes, int]:
-        """Tokens of pieces holding non-ASCII characters, by :meth:`__call__` (text already lowercased)."""
+        """Tokens of pieces holding non-ASCII characters, by :meth:`__call__` (lowercasing what
+        :meth:`prepare` left: lowercasing is idempotent)."""
         import tensorflow as tf
 
-        if self._cased is None:
-            self._cased = Tokenizer(replace(self.options, lowercase=False))
-        runs, rows, keep = self._cased._runs(tf.constant(pieces, dtype=tf.string))
+        text = tf.constant(pieces, dtype=tf.string)
+        runs, rows, keep = self._runs(self._lower(text) if self.options.lowercase else text)
         found: dict[bytes, int] = {}
         for token, row, ok in zip(runs.numpy().tolist(), rows.numpy().tolist(), keep.numpy().tolist(), strict=True):
             if ok:

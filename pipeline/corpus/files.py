@@ -103,7 +103,7 @@ def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None 
         return dataset
 
     def make_blocks(block_bytes: int) -> tf.data.Dataset:
-        return _line_blocks(files, block_bytes)
+        return _raw_blocks(files, block_bytes)
 
     in_blocks = unit == "line" and field is None and not any(compression(path) for path in files)
     return Corpus("files", sources, fingerprint, make_documents, errors, make_blocks if in_blocks else None)
@@ -124,20 +124,17 @@ def _line_dataset(path: Path) -> tf.data.Dataset:
     return _generated(lambda: _lines(path))
 
 
-def _line_blocks(files: Sequence[Path], block_bytes: int) -> tf.data.Dataset:
-    """The lines of plain ``files`` as ``TextLineDataset`` cuts them, in blocks for :meth:`Corpus.joined`.
+def _raw_blocks(files: Sequence[Path], block_bytes: int) -> tf.data.Dataset:
+    """The bytes of plain ``files`` in blocks of ``block_bytes`` (``make_blocks`` of :class:`Corpus`).
 
-    Each file is read ``block_bytes`` at a time (``FixedLengthRecordDataset``: a record of the
-    blocks, another of the rest), and each block is cut after its last newline, the rest carried
-    into the next: tf.data handles a few elements per MiB instead of one per line. As in
-    ``TextLineDataset``, every carriage return is dropped, and a file's last line without a
-    newline is a document unless it is empty. One function of each kind whatever the number of files.
+    Each file is read by ``FixedLengthRecordDataset``, one record of the blocks and another of the
+    rest, and ends with an empty element flagged True: tf.data handles a few elements per MiB
+    instead of one per line, and :meth:`Corpus.joined` cuts them at line ends. One traced function
+    whatever the number of files.
     """
     import tensorflow as tf
 
-    plain = tf.autograph.experimental.do_not_convert  # no Python control flow: AutoGraph would only cost time
-
-    @plain
+    @tf.autograph.experimental.do_not_convert  # no Python control flow: AutoGraph would only cost time
     def blocks_of(path: tf.Tensor, size: tf.Tensor) -> tf.data.Dataset:
         rest = size % block_bytes
         body = tf.data.FixedLengthRecordDataset(path, block_bytes, footer_bytes=rest)
@@ -147,21 +144,9 @@ def _line_blocks(files: Sequence[Path], block_bytes: int) -> tf.data.Dataset:
         end = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))  # ends the file's last line
         return tf.data.Dataset.zip((blocks, tf.data.Dataset.from_tensors(False).repeat())).concatenate(end)
 
-    @plain
-    def cut(carry: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]:
-        block, is_end = element
-        text = carry + tf.strings.regex_replace(block, "\r", "")
-        newlines = tf.where(tf.equal(tf.io.decode_raw(text, tf.uint8), ord("\n")))[:, 0]
-        length = tf.cast(tf.strings.length(text), tf.int64)
-        end = tf.where(is_end, length, tf.concat([[-1], newlines], 0)[-1])  # where the complete lines end
-        start = tf.minimum(end + 1, length)  # where the carried rest starts
-        documents = tf.where(is_end, tf.cast(length > 0, tf.int64), tf.size(newlines, out_type=tf.int64))
-        head = tf.strings.substr(text, tf.constant(0, tf.int64), tf.maximum(end, 0))
-        return tf.strings.substr(text, start, length - start), (head, documents)
-
     sizes = tf.constant([path.stat().st_size for path in files], tf.int64)
     paths = tf.constant([str(path) for path in files])
-    return tf.data.Dataset.from_tensor_slices((paths, sizes)).flat_map(blocks_of).scan(tf.constant(b""), cut)
+    return tf.data.Dataset.from_tensor_slices((paths, sizes)).flat_map(blocks_of)
 
 
 def _lines(path: Path) -> Iterator[bytes]:

@@ -113,11 +113,10 @@ def joined_documents(corpus: Corpus, block_bytes: int) -> tuple[list[bytes], int
     """The documents of :meth:`Corpus.joined`, cut again at newlines, and how many it says there are."""
     texts = []
     documents = 0
-    for text, n in corpus.joined(3, block_bytes).as_numpy_iterator():
-        assert (n == 0) == (text == b"") or n == 1  # an empty text is no document or one empty line
-        if n:
-            texts.append(text)
-        documents += int(n)
+    for text, n in corpus.joined(3, block_bytes):
+        assert n > 0 and (text != b"" or n == 1)  # an empty text is one empty line
+        texts.append(text)
+        documents += n
     return (b"\n".join(texts).split(b"\n") if texts else []), documents
 
 

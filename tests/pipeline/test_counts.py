@@ -99,12 +99,25 @@ def test_count_sees_unicode_rules() -> None:
     """A few cases written out, so that a shared mistake of both paths would still show."""
     tokenizer = Tokenizer()
     text = "ΟΔΟΣ ΟΔΟΣ's x86_64 3.11 'über' İ \x00Zebra a\u0301b\n"
-    pieces = Counter(tokenizer.pieces(tokenizer.prepare(tf.constant([text])).numpy()))
+    pieces = Counter(tokenizer.pieces(tokenizer.prepare(text.encode())))
     counts: dict[bytes, int] = {}
     total = tokenizer.add_pieces(pieces, counts)
     assert {t.decode(): n for t, n in counts.items()} == {
         "οδος": 1, "οδοσ's": 1, "x86_64": 1, "über": 1, "i": 1, "zebra": 1, "a": 1, "b": 1}
     assert total == 8
+
+
+@pytest.mark.parametrize("text", [
+    "ÜBER Straße İSTANBUL ǅEMAL ＡＢＣ",  # no capital sigma: ASCII lowercased in Python, the rest by the op
+    "ΑΣ.ΒΑΣ ΑΣ:Β ΟΔΟΣ-ΟΔΟΣ x.ΣΑ",  # a capital sigma: its case depends on letters across separators
+])
+def test_prepared_pieces_give_the_tokenizers_tokens(text: str) -> None:
+    tokenizer = Tokenizer()
+    prepared = tokenizer.prepare(text.encode())
+    assert (prepared == text.encode().lower()) == ("\u03a3" not in text)
+    counts: dict[bytes, int] = {}
+    tokenizer.add_pieces(Counter(tokenizer.pieces(prepared)), counts)
+    assert {t.decode(): n for t, n in counts.items()} == dict(Counter(tokenizer.tokenize(text)))
 
 
 def test_empty_and_blank_corpus(tmp_path: Path) -> None:
