@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import pipeline.corpus.files as files_module
 from pipeline.corpus import (
     Corpus,
     files_corpus,
@@ -129,8 +130,11 @@ LINE_FILES = {
 }
 
 
+@pytest.mark.parametrize("eager_files", [0, 10])  # the files through one traced flat_map, or chained
 @pytest.mark.parametrize("block_bytes", [1, 2, 3, 7, 64, 1 << 20])
-def test_blocks_cut_the_documents_text_lines_give(tmp_path: Path, block_bytes: int) -> None:
+def test_blocks_cut_the_documents_text_lines_give(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int,
+                                                  eager_files: int) -> None:
+    monkeypatch.setattr(files_module, "EAGER_FILES", eager_files)
     for name, content in LINE_FILES.items():
         (tmp_path / name).write_bytes(content)
     corpus = files_corpus([str(tmp_path / name) for name in LINE_FILES])
