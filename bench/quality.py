@@ -30,8 +30,8 @@ from pipeline.corpus import files_corpus  # noqa: E402
 from pipeline.counts import TokenCounts, count_tokens  # noqa: E402
 from pipeline.evaluate import pair_wins  # noqa: E402
 from pipeline.formats import LoadOptions, load_table  # noqa: E402
-from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors  # noqa: E402
-from pipeline.selftest import self_test, selftest_pool  # noqa: E402
+from pipeline.induce import InduceOptions, fitting_tokens  # noqa: E402
+from pipeline.selftest import induce_and_test, selftest_pool  # noqa: E402
 from pipeline.table import EmbeddingTable  # noqa: E402
 from pipeline.tokenize import Tokenizer, TokenizerOptions  # noqa: E402
 
@@ -140,11 +140,10 @@ def main() -> None:
         pool = selftest_pool(counts, table, options)
         contexts = context_counts(corpus, tokenizer, table, tuple(dict.fromkeys(new + fitting + pool)),
                                   window=options.window, progress=False)
-        induced = induce_vectors(contexts, table, counts, new, options)
+        induced, checked = induce_and_test(contexts, table, counts, new, options)  # as tasks.adapt does
         seconds = time.perf_counter() - begun + count_seconds
         vector = lookup(table, induced.tokens, induced.vectors, table.dim)
         one, fifty = auc(vector, pairs), auc(vector, pairs, negatives=50)
-        checked = self_test(contexts, table, counts, options) if options.selftest_size else None
         note = f"{checked.mean_cosine:.3f}, {checked.recall_at_10:.3f}" if checked else ""
         print(f"{name:32} {one:9.3f} {fifty:10.3f} {seconds:8.1f}  {note}")
         rows.append((name, one, fifty, seconds))

@@ -147,6 +147,7 @@ def induce_vectors(
     options: InduceOptions,
     *,
     hidden: Sequence[str] = (),
+    subword: SubwordModel | None = None,
 ) -> InducedVectors:
     """Give each of ``tokens`` a vector by ``options.method``.
 
@@ -159,6 +160,8 @@ def induce_vectors(
         options: the method and its settings.
         hidden: table tokens to treat as unknown (the self-test holds them out): not used as
             contexts, nor to fit the map or the subword model.
+        subword: the subword model to use, already fitted without ``hidden``
+            (:func:`fit_table_subword`); fitted here when the method needs one and none is given.
 
     Raises:
         InputError: ``method=alacarte`` on a corpus too small to fit its map.
@@ -182,8 +185,8 @@ def induce_vectors(
         if a_map is None:
             method = "mean_context"
     context_vectors = means if a_map is None else means @ a_map
-    subword: SubwordModel | None = None
-    if method == "subword" or (method in ("auto", "alacarte") and (options.subword_weight > 0 or not enough.all())):
+    if subword is None and (method == "subword" or (method in ("auto", "alacarte") and not enough.all())
+                            or uses_subword(options)):
         subword = fit_table_subword(table, options, set(hidden))
     sub_vectors, known = subword.predict(tokens) if subword else (np.zeros((len(tokens), dim), np.float32),
                                                                    np.zeros(len(tokens), np.int64))
@@ -250,6 +253,12 @@ def _fit_map(contexts: ContextCounts, weights: npt.NDArray[np.float64], counts: 
     xw = x * weight[:, None]
     gram = x.T @ xw + options.ridge * len(fit) * np.eye(table.dim)
     return np.asarray(np.linalg.solve(gram, xw.T @ y))
+
+
+def uses_subword(options: InduceOptions) -> bool:
+    """Whether ``options`` place every token with the help of a subword model (not only those too rare for
+    a la carte): ``method=subword``, or a la carte blended with a subword vector."""
+    return options.method == "subword" or (options.method in ("auto", "alacarte") and options.subword_weight > 0)
 
 
 def fit_table_subword(table: EmbeddingTable, options: InduceOptions, hidden: set[str] | None = None) -> SubwordModel:

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.induce import InducedVectors, InduceOptions, fitting_tokens, induce_vectors
+from pipeline.induce import (
+    InducedVectors,
+    InduceOptions,
+    fit_table_subword,
+    fitting_tokens,
+    induce_vectors,
+    uses_subword,
+)
 from pipeline.neighbours import nearest_rows
 from pipeline.table import EmbeddingTable
 
 if TYPE_CHECKING:
     from pipeline.cooccurrence import ContextCounts
     from pipeline.counts import TokenCounts
+    from pipeline.subword import SubwordModel
 
 
 @dataclass(frozen=True)
@@ -48,20 +57,31 @@ def selftest_pool(counts: TokenCounts, table: EmbeddingTable, options: InduceOpt
     return fitting_tokens(counts, table, dataclasses.replace(options, method="auto"))
 
 
-def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
-              options: InduceOptions) -> SelfTest | None:
-    """Hold out ``options.selftest_size`` frequent table tokens (seeded), induce them, and score them.
-
-    The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
-    ``table`` changes. Returns None when the self-test is off or there is nothing to hold out.
-    """
+def held_out_tokens(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
+                    options: InduceOptions) -> tuple[str, ...]:
+    """The ``options.selftest_size`` table tokens the self-test holds out (a seeded draw from its pool,
+    at most half of it); none when the self-test is off or the pool is too small."""
     pool = [t for t in selftest_pool(counts, table, options) if t in contexts.index]
     size = min(options.selftest_size, len(pool) // 2)
     if size < 1:
-        return None
+        return ()
     rng = np.random.default_rng(options.seed)
-    held = [pool[i] for i in sorted(rng.choice(len(pool), size=size, replace=False))]
-    induced = induce_vectors(contexts, table, counts, held, options, hidden=held)
+    return tuple(pool[i] for i in sorted(rng.choice(len(pool), size=size, replace=False)))
+
+
+def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
+              options: InduceOptions, *, subword: SubwordModel | None = None) -> SelfTest | None:
+    """Hold out :func:`held_out_tokens`, induce them, and score them.
+
+    The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
+    ``table`` changes. ``subword``, when given, must have been fitted without them
+    (``fit_table_subword(table, options, set(held_out_tokens(...)))``). Returns None when the
+    self-test is off or there is nothing to hold out.
+    """
+    held = held_out_tokens(contexts, table, counts, options)
+    if not held:
+        return None
+    induced = induce_vectors(contexts, table, counts, held, options, hidden=held, subword=subword)
     if not induced.tokens:
         return None
     truth = np.asarray(table.matrix[table.indices(induced.tokens)], dtype=np.float64)
@@ -72,3 +92,16 @@ def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCount
     rows = table.indices(induced.tokens)
     recall = float(np.mean([row in hits for row, hits in zip(rows, top, strict=True)]))
     return SelfTest(len(induced.tokens), float(cosine.mean()), recall, induced)
+
+
+def induce_and_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts, tokens: Sequence[str],
+                    options: InduceOptions) -> tuple[InducedVectors, SelfTest | None]:
+    """:func:`induce_vectors` for ``tokens`` and, when ``options.selftest_size`` asks, :func:`self_test`.
+
+    One subword model serves both, fitted without the self-test's held-out rows (a few percent of
+    the table): the self-test measures the model that placed ``tokens``, for the cost of one fit.
+    """
+    held = held_out_tokens(contexts, table, counts, options) if options.selftest_size else ()
+    subword = fit_table_subword(table, options, set(held)) if uses_subword(options) else None
+    induced = induce_vectors(contexts, table, counts, tokens, options, subword=subword)
+    return induced, self_test(contexts, table, counts, options, subword=subword) if held else None
