@@ -309,7 +309,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(shard)
     step = int(state["step"])
-    epoch = start.epoch
+    per_epoch = inputs.planned_steps / (options.epochs * options.evals_per_epoch)
+    eval_interval = options.eval_every or max(1, round(per_epoch))
     after = start
     stopped_early = False
     last_saved = step if resumed else -1
@@ -330,11 +331,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             window_items += items
             pairs_total += items
             bar.update(1)
-            epoch_done = after.epoch != epoch
-            epoch = after.epoch
             step_metrics: dict[str, float] = {}
-            if evaluate and ((options.eval_every and step % options.eval_every == 0)
-                             or (not options.eval_every and epoch_done)):
+            if evaluate and step % eval_interval == 0:
                 held, logged = evaluation()
                 step_metrics.update(logged)
                 if held < float(best_loss):

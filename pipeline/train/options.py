@@ -41,7 +41,9 @@ class TrainOptions:
         anchor_mu: a shifted row pays ``anchor_mu * ||w - w_pretrained||^2`` per occurrence (new rows
             are not anchored: they start from their induced vectors).
         heldout: share of documents held out for the held-out loss (0: no held-out loss, no early stop).
-        eval_every: steps between held-out evaluations (0: once per epoch).
+        eval_every: steps between evaluations (held-out loss, probes); 0: ``evals_per_epoch`` a epoch.
+        evals_per_epoch: with ``eval_every=0``, evaluations per epoch, evenly spaced in steps: a run
+            whose first steps only make the rows worse stops within an epoch.
         patience: evaluations without a better monitored value before training stops (0: never
             stops early); the rows of the best evaluation are the result.
         monitor: what an evaluation judges: ``probes`` (the induction self-test's held-out table
@@ -74,6 +76,7 @@ class TrainOptions:
     anchor_mu: float = 0.1
     heldout: float = 0.05
     eval_every: int = 0
+    evals_per_epoch: int = 4
     patience: int = 2
     monitor: str = "probes"
     probes: int = 200
@@ -94,7 +97,8 @@ class TrainOptions:
             raise ValueError(f"train.lr must be positive, got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"train.min_lr must be in 0..train.lr ({self.lr}), got {self.min_lr}")
-        for name in ("batch_size", "epochs", "window", "checkpoint_every", "keep_checkpoints", "log_every"):
+        for name in ("batch_size", "epochs", "window", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("negatives", "eval_every", "patience", "probes"):

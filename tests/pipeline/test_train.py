@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -55,12 +56,13 @@ def setup(tmp_path: Path) -> Setup:
     return Setup(base, induced, counts, vocab, windows, tmp_path / "train")
 
 
-def train(setup: Setup, name: str = "run", **changes: object) -> tuple[np.ndarray, dict[str, float], Path]:
+def train(setup: Setup, name: str = "run", on_metrics: Callable[[dict[str, float], int], None] | None = None,
+          **changes: object) -> tuple[np.ndarray, dict[str, float], Path]:
     options = dataclasses.replace(TrainOptions(window=3, batch_size=16, epochs=3, checkpoint_every=5, sample=0.0,
                                                log_every=1, lr=0.05), **changes)
     directory = setup.directory / name
     trained = fine_tune(setup.vocab, setup.windows, options, directory=directory, seed=0,
-                        strategy=make_strategy("default", "/CPU:0"), progress=False)
+                        strategy=make_strategy("default", "/CPU:0"), on_metrics=on_metrics, progress=False)
     return trained.vectors, trained.metrics, directory
 
 
@@ -234,6 +236,20 @@ def test_glove_trains_and_keeps_frozen_rows(setup: Setup) -> None:
     assert check_integrity(setup.base, adapted).ok
 
 
+@pytest.mark.parametrize("changes", [{"evals_per_epoch": 3}, {"eval_every": 7}])
+def test_evaluations_are_evenly_spaced(setup: Setup, changes: dict[str, int]) -> None:
+    evaluated: list[int] = []
+
+    def watch(metrics: dict[str, float], step: int) -> None:
+        if "train/heldout_loss" in metrics:
+            evaluated.append(step)
+
+    _, metrics, _ = train(setup, "spaced", on_metrics=watch, monitor="heldout_loss", patience=0, **changes)
+    planned = int(metrics["train/planned_steps"])
+    interval = changes.get("eval_every") or round(planned / (3 * changes["evals_per_epoch"]))
+    assert evaluated == [0, *range(interval, planned + 1, interval)]
+
+
 def test_probes_judge_training_and_are_never_written_back(setup: Setup) -> None:
     # two table tokens trained as if new; their cosine to their true vectors is what training is judged by
     rng = np.random.default_rng(3)
@@ -251,7 +267,7 @@ def test_probes_judge_training_and_are_never_written_back(setup: Setup) -> None:
         if "train/probe_cosine" in metrics:
             seen.append(metrics["train/probe_cosine"])
 
-    options = TrainOptions(window=3, batch_size=16, epochs=4, sample=0.0, lr=0.05, patience=0)
+    options = TrainOptions(window=3, batch_size=16, epochs=4, sample=0.0, lr=0.05, patience=0, evals_per_epoch=1)
     trained = fine_tune(vocab, windows, options, directory=setup.directory / "probes", seed=0,
                         strategy=make_strategy("default", "/CPU:0"), on_metrics=watch, progress=False)
     assert trained.tokens == (*NEW, *SHIFTED)  # probes are not part of the result
