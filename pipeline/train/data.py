@@ -20,7 +20,7 @@ from pipeline.tokenize import Tokenizer
 
 CHUNK_WINDOWS = 32768  # windows turned into pairs (and shuffled) together
 UNIGRAM_TABLE = 1 << 20  # cells of the negative-sampling table (word2vec's is 1e8; 1M keeps it cache-sized)
-HELDOUT_PAIRS = 65536  # most held-out pairs scored per evaluation
+HELDOUT_PAIRS = 16384  # most held-out pairs scored per evaluation (the same ones every time)
 _HASH = np.uint64(0x9E3779B97F4A7C15)
 
 

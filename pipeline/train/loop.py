@@ -227,8 +227,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
 
     replica_step = replica_glove if options.objective == "glove" else replica_sgns
 
-    @tf.function(reduce_retracing=True)
-    def train_step(step: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, tf.Tensor]:
+    def train_step_body(step: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, tf.Tensor]:
         total, count = strategy.run(replica_step, args=(step, *batch))
         sum_ = tf.distribute.ReduceOp.SUM
         return strategy.reduce(sum_, total, axis=None), strategy.reduce(sum_, count, axis=None)
@@ -308,6 +307,9 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     shard = tf.data.Options()  # every worker reads the same stream and takes its part of each global batch
     shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(shard)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    # traced once for every batch size (a chunk's last batch is smaller): the signature is the dataset's
+    train_step = tf.function(train_step_body, input_signature=[tf.TensorSpec([], tf.int64), distributed.element_spec])
     step = int(state["step"])
     per_epoch = inputs.planned_steps / (options.epochs * options.evals_per_epoch)
     eval_interval = options.eval_every or max(1, round(per_epoch))
@@ -319,7 +321,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     started = time.perf_counter()
     with tqdm(total=inputs.planned_steps, initial=step, desc=f"train {options.objective}", unit="step",
               disable=not progress or None, leave=False) as bar:
-        for batch in strategy.experimental_distribute_dataset(dataset):
+        for batch in distributed:
             total, count = train_step(tf.constant(step, dtype=tf.int64), batch)
             step += 1
             after = positions.popleft()
