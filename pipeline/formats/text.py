@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -16,7 +18,8 @@ from pipeline.errors import InputError
 from pipeline.formats.raw import RawRows, allocate_rows, check_finite, decode_token, open_binary, progress_total
 
 BLOCK_BYTES = 4 << 20  # each block is alive in a few copies while parsed: keep it small
-WRITE_ROWS = 8192
+WRITE_ROWS = 2048  # rows formatted per call: small enough that both threads work on a small table
+FORMAT_THREADS = 2  # blocks formatted at once (TensorFlow ops, outside the GIL)
 _ROW_IN_ERROR = re.compile(r"at row (\d+), column (\d+)")
 
 
@@ -164,13 +167,40 @@ def write_text(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.float32
                header: bool, handle: IO[bytes]) -> None:
     """Write rows as ``token v1 v2 ...`` lines (``%.9g``: float32 values round-trip exactly).
 
+    Values are formatted by TensorFlow's ``as_string`` (C's ``%.9g``, as Python's ``%`` gives), a
+    block of ``WRITE_ROWS`` rows per call, on two threads: the op releases the GIL, and formatting
+    is most of the cost of a text export. At most :data:`FORMAT_THREADS` blocks are held at once.
     Tokens must hold no space or newline (see :func:`~pipeline.formats.raw.check_writable_tokens`).
     """
     rows, dim = matrix.shape
     if header:
         handle.write(f"{rows} {dim}\n".encode())
-    row_format = " ".join(["%.9g"] * dim)
-    for start in range(0, rows, WRITE_ROWS):
-        block = matrix[start : start + WRITE_ROWS].astype(np.float64)
-        lines = [f"{tokens[start + i]} {row_format % tuple(vec)}" for i, vec in enumerate(block)]
-        handle.write(("\n".join(lines) + "\n").encode("utf-8"))
+    pending: collections.deque[tuple[int, Future[list[bytes]]]] = collections.deque()
+
+    def write_next() -> None:
+        start, future = pending.popleft()
+        lines = future.result()
+        handle.write(b"".join(b"%s %s\n" % (tokens[start + i].encode("utf-8"), line) for i, line in enumerate(lines)))
+
+    with ThreadPoolExecutor(FORMAT_THREADS, thread_name_prefix="write_text") as pool:
+        for start in range(0, rows, WRITE_ROWS):
+            pending.append((start, pool.submit(_formatted_rows, matrix[start : start + WRITE_ROWS])))
+            if len(pending) > FORMAT_THREADS:
+                write_next()
+        while pending:
+            write_next()
+
+
+def _formatted_rows(block: npt.NDArray[np.float32]) -> list[bytes]:
+    """Each row of ``block`` as its values in ``%.9g`` separated by spaces.
+
+    TensorFlow's threads flush subnormal floats to zero, so rows holding one are formatted by Python.
+    """
+    import tensorflow as tf
+
+    values = tf.strings.as_string(tf.constant(block, dtype=tf.float32), precision=9, shortest=True)
+    lines: list[bytes] = tf.strings.reduce_join(values, axis=1, separator=" ").numpy().tolist()
+    magnitude = np.abs(block)
+    for row in np.flatnonzero(((magnitude < np.finfo(np.float32).tiny) & (magnitude > 0)).any(axis=1)):
+        lines[row] = " ".join(["%.9g"] * block.shape[1]).encode() % tuple(block[row].astype(np.float64))
+    return lines

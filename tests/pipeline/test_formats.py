@@ -966,3 +966,22 @@ def test_keras_file_rezipped_with_compression_is_still_read(
     again = load_table(packed, options())
     assert not isinstance(again.matrix, np.memmap)  # read through the zip, not mapped
     assert again.tokens == table.tokens and again.checksum == table.checksum
+
+
+def test_text_export_writes_what_python_formats_and_reads_back_bit_identical(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(text_format, "WRITE_ROWS", 3)  # several blocks, formatted on both threads
+    rng = np.random.default_rng(5)
+    matrix = (rng.normal(0, 1, (11, 6)) * 10.0 ** rng.integers(-30, 30, (11, 6))).astype(np.float32)
+    awkward = np.finfo(np.float32)
+    matrix[0] = [awkward.max, awkward.tiny, awkward.smallest_subnormal, -0.0, 0.1, 1 / 3]
+    tokens = [f"t{i}" for i in range(11)]
+    path = tmp_path / "out.w2v.txt"
+    with path.open("wb") as handle:
+        text_format.write_text(path, tokens, matrix, header=True, handle=handle)
+    expected = "11 6\n" + "".join(f"{t} " + " ".join(f"{float(v):.9g}" for v in row) + "\n"
+                                  for t, row in zip(tokens, matrix, strict=True))
+    assert path.read_text(encoding="utf-8") == expected
+    back = load_table(path, LoadOptions(cache=False))
+    assert back.tokens == tuple(tokens)
+    assert np.array_equal(np.asarray(back.matrix).view(np.uint32), matrix.view(np.uint32))
