@@ -91,7 +91,8 @@ def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCount
     top, _ = nearest_rows(table, induced.vectors, k=10)
     rows = table.indices(induced.tokens)
     recall = float(np.mean([row in hits for row, hits in zip(rows, top, strict=True)]))
-    return SelfTest(len(induced.tokens), float(cosine.mean()), recall, induced)
+    # held_out keeps the vectors, not the subword model (over 1 GiB on a 3M-row table): training needs only those
+    return SelfTest(len(induced.tokens), float(cosine.mean()), recall, dataclasses.replace(induced, subword=None))
 
 
 def induce_and_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts, tokens: Sequence[str],

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from planted import CLUSTERS, NEW, Planted, planted_table, write_planted
 
+import pipeline.induce as induce_module
+import pipeline.selftest as selftest_module
 from pipeline.adapted import append_induced
 from pipeline.cooccurrence import context_counts
 from pipeline.corpus import files_corpus
@@ -16,8 +18,8 @@ from pipeline.counts import TokenCounts, count_tokens
 from pipeline.errors import InputError
 from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors
 from pipeline.neighbours import nearest
-from pipeline.selftest import self_test
-from pipeline.subword import fit_subword
+from pipeline.selftest import held_out_tokens, induce_and_test, self_test
+from pipeline.subword import SubwordModel, fit_subword
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
@@ -115,3 +117,24 @@ def test_self_test_holds_out_table_tokens_without_touching_the_table(planted: Pl
     assert result.mean_cosine > 0.5  # cluster words are placed near their cluster, so near themselves
     np.testing.assert_array_equal(planted.table.matrix, before)
     assert self_test(contexts, planted.table, TokenCounts({}, 0, 0), options) is None
+
+
+def test_induction_and_its_self_test_share_one_subword_fit_without_the_held_out_rows(
+        planted: Planted, monkeypatch: pytest.MonkeyPatch) -> None:
+    options = InduceOptions(window=3, selftest_size=6)
+    _, contexts, counts = induce_all(planted.table, planted.corpus_path, list(NEW), options)
+    hidden_sets: list[set[str] | None] = []
+    real_fit = induce_module.fit_table_subword
+
+    def counted_fit(table: EmbeddingTable, fit_options: InduceOptions, hidden: set[str] | None = None) -> SubwordModel:
+        hidden_sets.append(hidden)
+        return real_fit(table, fit_options, hidden)
+
+    monkeypatch.setattr(induce_module, "fit_table_subword", counted_fit)
+    monkeypatch.setattr(selftest_module, "fit_table_subword", counted_fit)
+    induced, checked = induce_and_test(contexts, planted.table, counts, list(NEW), options)
+    held = held_out_tokens(contexts, planted.table, counts, options)
+    assert hidden_sets == [set(held)] and len(held) == 6
+    assert checked is not None and checked.held_out is not None and set(checked.held_out.tokens) <= set(held)
+    assert induced.subword is not None
+    assert checked.held_out.subword is None  # the self-test keeps vectors for the probes, not the model
