@@ -96,6 +96,11 @@ GRID: dict[str, list[str]] = {
     "lr 3e-4 (probes)": ["train.lr=0.0003"],
     "mapped lr 3e-4 1 epoch": ["train.context=mapped", "train.lr=0.0003", "train.epochs=1"],
     "mapped lr 3e-4 anchor 1": ["train.context=mapped", "train.lr=0.0003", "train.anchor_mu=1.0"],
+    "evals 1 (per epoch)": ["train.evals_per_epoch=1"],
+    "evals 8": ["train.evals_per_epoch=8"],
+    "evals 16 patience 4": ["train.evals_per_epoch=16", "train.patience=4"],
+    "evals 8 lr 3e-4": ["train.evals_per_epoch=8", "train.lr=0.0003"],
+    "evals 8 mapped lr 3e-4": ["train.evals_per_epoch=8", "train.context=mapped", "train.lr=0.0003"],
 }
 
 
