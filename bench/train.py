@@ -101,6 +101,8 @@ GRID: dict[str, list[str]] = {
     "evals 16 patience 4": ["train.evals_per_epoch=16", "train.patience=4"],
     "evals 8 lr 3e-4": ["train.evals_per_epoch=8", "train.lr=0.0003"],
     "evals 8 mapped lr 3e-4": ["train.evals_per_epoch=8", "train.context=mapped", "train.lr=0.0003"],
+    "lazy adam": ["train.optimizer=lazy_adam"],
+    "lazy adam lr 3e-4": ["train.optimizer=lazy_adam", "train.lr=0.0003"],
 }
 
 

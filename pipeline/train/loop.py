@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from pipeline.errors import InputError, TrainingDivergedError
 from pipeline.train.data import Position, TrainingVocab, Windows, WindowStream, keep_probabilities, unigram_table
+from pipeline.train.lazy_adam import LazyAdam
 from pipeline.train.objectives import anchor_penalty, glove_loss, sgns_loss, window_sgns_loss
 from pipeline.train.options import TrainOptions
 from pipeline.train.rows import TrainedRows
@@ -82,6 +83,8 @@ def make_optimizer(options: TrainOptions, planned_steps: int) -> keras.optimizer
         return keras.optimizers.Adagrad(schedule)
     if options.optimizer == "adamw":
         return keras.optimizers.AdamW(schedule, weight_decay=options.weight_decay)
+    if options.optimizer == "lazy_adam":
+        return LazyAdam(schedule)
     return keras.optimizers.Adam(schedule)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 OBJECTIVES = ("none", "sgns", "glove")
 CONTEXTS = ("frozen", "mapped", "learned")
-OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adagrad", "adam", "adamw", "lazy_adam")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MONITORS = ("probes", "heldout_loss")
 
@@ -26,7 +26,10 @@ class TrainOptions:
             table initialised from the rows of the corpus's tokens and trained with them). The
             exported table holds only the word vectors.
         optimizer: ``sgd``, ``adagrad``, ``adam`` or ``adamw`` (Keras optimizers over the trainable
-            rows only: their slots are trainable-rows x dim, never table-sized).
+            rows only: their slots are trainable-rows x dim, never table-sized), or ``lazy_adam``
+            (Adam updating only the rows of each step, :class:`~pipeline.train.lazy_adam.LazyAdam`:
+            Keras' Adam updates all trainable rows every step, which dominates a step once there
+            are tens of thousands of them).
         lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps. The
             loss is a mean over the step's windows, so ``sgd`` wants a rate near 1, not word2vec's 0.025.
         min_lr: the learning rate at the last planned step.

@@ -166,9 +166,11 @@ main()
 """
 
 
-def test_mirrored_strategy_trains_on_two_logical_cpus(planted: Planted, tmp_path: Path) -> None:
+@pytest.mark.parametrize("optimizer", ["adam", "lazy_adam"])
+def test_mirrored_strategy_trains_on_two_logical_cpus(planted: Planted, tmp_path: Path, optimizer: str) -> None:
     args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=8",
-            "train.strategy=mirrored", "train.monitor=heldout_loss", "train.lr=0.01", "hydra.run.dir=out"]
+            "train.strategy=mirrored", "train.monitor=heldout_loss", "train.lr=0.01", "hydra.run.dir=out",
+            f"train.optimizer={optimizer}"]
     done = subprocess.run([sys.executable, "-c", TWO_CPUS, *args], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
