@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import scipy.sparse as sp
 
 from pipeline.atomic import replacing, write_text_atomic
 from pipeline.errors import InputError
+
+CG_PARTS = 2  # column groups solved at once, one thread each
 
 
 def char_ngrams(token: str, low: int, high: int) -> list[str]:
@@ -69,11 +72,26 @@ def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low:
 
     Solved by conjugate gradient on ``(X X^T + ridge I) Z = E``, all columns at once with a step size
     per column: every iteration is two sparse-dense products, never a dense tokens x tokens matrix.
+    The columns are solved in :data:`CG_PARTS` groups on as many threads (scipy's sparse products
+    release the GIL); each group stops when its own residual is below ``tolerance`` of its start.
+    The groups do not depend on the machine, so neither does the result.
     """
     index: dict[str, int] = {}
     x, _ = ngram_matrix(tokens, index, low, high, grow=True)
     xt = x.T.tocsr()
     target = np.asarray(vectors, dtype=np.float32)
+    groups = [np.ascontiguousarray(part) for part in np.array_split(target, CG_PARTS, axis=1) if part.shape[1]]
+    with ThreadPoolExecutor(len(groups), thread_name_prefix="subword_cg") as pool:
+        solved = list(pool.map(lambda part: _conjugate_gradient(x, xt, part, ridge, max_iterations, tolerance),
+                               groups))
+    z = np.concatenate([part for part, _ in solved], axis=1) if solved else np.zeros_like(target)
+    grams = np.asarray(xt @ z, dtype=np.float32)
+    return SubwordModel(index, grams, low, high, max((n for _, n in solved), default=0))
+
+
+def _conjugate_gradient(x: sp.csr_matrix, xt: sp.csr_matrix, target: npt.NDArray[np.float32], ridge: float,
+                        max_iterations: int, tolerance: float) -> tuple[npt.NDArray[np.float32], int]:
+    """``Z`` with ``(X X^T + ridge I) Z = target`` (column by column), and the iterations it took."""
     z = np.zeros_like(target)
     residual = target.copy()
     direction = residual.copy()
@@ -90,8 +108,7 @@ def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low:
             break
         direction = residual + direction * (new_power / np.maximum(power, 1e-30))
         power = new_power
-    grams = np.asarray(xt @ z, dtype=np.float32)
-    return SubwordModel(index, grams, low, high, iterations)
+    return z, iterations
 
 
 SUBWORD_VECTORS = "subword.safetensors"

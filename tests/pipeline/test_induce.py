@@ -11,6 +11,7 @@ from planted import CLUSTERS, NEW, Planted, planted_table, write_planted
 
 import pipeline.induce as induce_module
 import pipeline.selftest as selftest_module
+import pipeline.subword as subword_module
 from pipeline.adapted import append_induced
 from pipeline.cooccurrence import context_counts
 from pipeline.corpus import files_corpus
@@ -105,6 +106,19 @@ def test_subword_model_fits_the_table() -> None:
     truth = table.vector("apricot")
     assert float(predicted[0] @ truth / np.linalg.norm(predicted[0]) / np.linalg.norm(truth)) > 0.9
     assert known[1] == 0 and not predicted[1].any()
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_subword_columns_solved_in_groups_give_the_same_model(monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
+    table = planted_table()
+    tokens, vectors = list(table.tokens), np.asarray(table.matrix)
+    monkeypatch.setattr(subword_module, "CG_PARTS", parts)
+    grouped = fit_subword(tokens, vectors, ridge=0.01, tolerance=1e-6)
+    monkeypatch.setattr(subword_module, "CG_PARTS", 2)
+    halves = fit_subword(tokens, vectors, ridge=0.01, tolerance=1e-6)
+    assert grouped.index == halves.index
+    # each column's solve is its own: only where each group stops differs, within the tolerance
+    np.testing.assert_allclose(grouped.vectors, halves.vectors, rtol=1e-3, atol=1e-4)
 
 
 def test_self_test_holds_out_table_tokens_without_touching_the_table(planted: Planted) -> None:
