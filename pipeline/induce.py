@@ -185,8 +185,11 @@ def induce_vectors(
         if a_map is None:
             method = "mean_context"
     context_vectors = means if a_map is None else means @ a_map
-    if subword is None and (method == "subword" or (method in ("auto", "alacarte") and not enough.all())
-                            or uses_subword(options)):
+    needs_subword = method == "subword" or (method in ("auto", "alacarte")
+                                            and (options.subword_weight > 0 or not enough.all()))
+    if not needs_subword:  # a la carte fell back to mean_context: a given model goes unused
+        subword = None
+    elif subword is None:
         subword = fit_table_subword(table, options, set(hidden))
     sub_vectors, known = subword.predict(tokens) if subword else (np.zeros((len(tokens), dim), np.float32),
                                                                    np.zeros(len(tokens), np.int64))

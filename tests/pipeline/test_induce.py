@@ -86,6 +86,11 @@ def test_too_small_corpus_falls_back_or_fails_when_alacarte_is_forced(
     assert set(induced.methods) == {"mean_context"}
     assert "a la carte needs at least 64 fitting tokens" in caplog.text
     assert "falling back to mean_context" in caplog.text
+    # blending with subword vectors (the default) falls back the same way, with no subword model kept
+    blended, contexts, counts = induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(window=3))
+    assert set(blended.methods) == {"mean_context"} and blended.subword is None
+    given, _ = induce_and_test(contexts, wide, counts, list(NEW), InduceOptions(window=3, selftest_size=0))
+    assert set(given.methods) == {"mean_context"} and given.subword is None
     with pytest.raises(InputError, match=r"induce.method=alacarte: a la carte needs at least 64 fitting tokens"):
         induce_all(wide, planted.corpus_path, list(NEW), InduceOptions(method="alacarte", window=3))
 
