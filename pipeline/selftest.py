@@ -70,17 +70,19 @@ def held_out_tokens(contexts: ContextCounts, table: EmbeddingTable, counts: Toke
 
 
 def self_test(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts,
-              options: InduceOptions, *, subword: SubwordModel | None = None) -> SelfTest | None:
+              options: InduceOptions) -> SelfTest | None:
     """Hold out :func:`held_out_tokens`, induce them, and score them.
 
     The held-out rows are hidden from the induction (not contexts, not fitting data); nothing in
-    ``table`` changes. ``subword``, when given, must have been fitted without them
-    (``fit_table_subword(table, options, set(held_out_tokens(...)))``). Returns None when the
-    self-test is off or there is nothing to hold out.
+    ``table`` changes. Returns None when the self-test is off or there is nothing to hold out.
     """
     held = held_out_tokens(contexts, table, counts, options)
-    if not held:
-        return None
+    return _scored(contexts, table, counts, options, held, None) if held else None
+
+
+def _scored(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts, options: InduceOptions,
+            held: tuple[str, ...], subword: SubwordModel | None) -> SelfTest | None:
+    """The self-test of ``held`` (``subword``: None, or a model fitted without them)."""
     induced = induce_vectors(contexts, table, counts, held, options, hidden=held, subword=subword)
     if not induced.tokens:
         return None
@@ -102,7 +104,7 @@ def induce_and_test(contexts: ContextCounts, table: EmbeddingTable, counts: Toke
     One subword model serves both, fitted without the self-test's held-out rows (a few percent of
     the table): the self-test measures the model that placed ``tokens``, for the cost of one fit.
     """
-    held = held_out_tokens(contexts, table, counts, options) if options.selftest_size else ()
+    held = held_out_tokens(contexts, table, counts, options)  # none when the self-test is off
     subword = fit_table_subword(table, options, set(held)) if uses_subword(options) else None
     induced = induce_vectors(contexts, table, counts, tokens, options, subword=subword)
-    return induced, self_test(contexts, table, counts, options, subword=subword) if held else None
+    return induced, _scored(contexts, table, counts, options, held, subword) if held else None

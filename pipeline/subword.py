@@ -81,7 +81,7 @@ def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low:
     xt = x.T.tocsr()
     target = np.asarray(vectors, dtype=np.float32)
     groups = [np.ascontiguousarray(part) for part in np.array_split(target, CG_PARTS, axis=1) if part.shape[1]]
-    with ThreadPoolExecutor(len(groups), thread_name_prefix="subword_cg") as pool:
+    with ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="subword_cg") as pool:  # none: no columns
         solved = list(pool.map(lambda part: _conjugate_gradient(x, xt, part, ridge, max_iterations, tolerance),
                                groups))
     z = np.concatenate([part for part, _ in solved], axis=1) if solved else np.zeros_like(target)
