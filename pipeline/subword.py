@@ -27,11 +27,14 @@ def char_ngrams(token: str, low: int, high: int) -> list[str]:
 def ngram_matrix(tokens: Sequence[str], index: dict[str, int], low: int, high: int, *,
                  grow: bool) -> tuple[sp.csr_matrix, npt.NDArray[np.int64]]:
     """Rows: tokens; columns: n-grams; each row the mean of its distinct n-grams (unknown ones dropped
-    unless ``grow``). Also each row's count of known n-grams."""
+    unless ``grow``). Also each row's count of known n-grams.
+
+    A grown index numbers n-grams in order of first appearance, so the model, its saved files and every
+    vector it gives are the same in every process (a ``set`` would follow Python's per-process string hash)."""
     rows: list[int] = []
     cols: list[int] = []
     for i, token in enumerate(tokens):
-        for gram in set(char_ngrams(token, low, high)):
+        for gram in dict.fromkeys(char_ngrams(token, low, high)):
             j = index.setdefault(gram, len(index)) if grow else index.get(gram)
             if j is not None:
                 rows.append(i)

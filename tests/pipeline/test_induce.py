@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +127,24 @@ def test_subword_columns_solved_in_groups_give_the_same_model(monkeypatch: pytes
     assert grouped.index == halves.index
     # each column's solve is its own: only where each group stops differs, within the tolerance
     np.testing.assert_allclose(grouped.vectors, halves.vectors, rtol=1e-3, atol=1e-4)
+
+
+_FIT_IN_A_CHILD = """
+import hashlib, sys
+import numpy as np
+from pipeline.subword import fit_subword
+rng = np.random.default_rng(0)
+tokens = [f"{a}{b}{c}" for a in ("pre", "post", "sub") for b in ("load", "read", "write") for c in ("er", "ing", "s")]
+model = fit_subword(tokens, rng.normal(size=(len(tokens), 8)).astype(np.float32), ridge=0.01)
+sys.stdout.write(" ".join(model.index) + "|" + hashlib.sha256(model.vectors.tobytes()).hexdigest())
+"""
+
+
+def test_subword_model_is_the_same_in_every_process() -> None:
+    """Python salts its string hashes per process: the n-gram numbering must not follow them."""
+    fitted = {subprocess.run([sys.executable, "-c", _FIT_IN_A_CHILD], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(fitted) == 1
 
 
 def test_self_test_holds_out_table_tokens_without_touching_the_table(planted: Planted) -> None:

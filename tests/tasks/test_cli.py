@@ -129,7 +129,8 @@ def test_config_is_validated_before_tensorflow_is_imported(tmp_path: Path) -> No
 def test_training_killed_mid_run_resumes_to_the_same_table(planted: Planted, tmp_path: Path) -> None:
     args = [*planted_args(planted, tmp_path), "tracking=disabled", "train.sample=0", "train.batch_size=4",
             "train.epochs=40", "train.checkpoint_every=25", "train.heldout=0.1", "train.patience=0"]
-    whole = adapt([*args, "hydra.run.dir=whole"], tmp_path)
+    # each run salts Python's string hashes differently: nothing may depend on set or hash order
+    whole = adapt([*args, "hydra.run.dir=whole"], tmp_path, env={"PYTHONHASHSEED": "1"})
     assert whole.returncode == 0, whole.stderr[-2000:]
     steps = json.loads((tmp_path / "whole" / "metrics.json").read_text())["train/steps"]
 
@@ -147,7 +148,7 @@ def test_training_killed_mid_run_resumes_to_the_same_table(planted: Planted, tmp
     assert written and written[-1] < steps, "the kill must land mid-training"
     assert not (killed / "export").exists()
 
-    resumed = adapt([*args, f"hydra.run.dir={killed}"], tmp_path)
+    resumed = adapt([*args, f"hydra.run.dir={killed}"], tmp_path, env={"PYTHONHASHSEED": "2"})
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["train/resumed"] == 1.0 and metrics["train/steps"] == steps
