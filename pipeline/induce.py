@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class InduceOptions:
         sif_a: the ``a`` of ``sif``.
         subword_weight: weight of the unit subword vector added to the unit a la carte vector
             (0: a la carte alone).
+        shift_weight: a shifted table token starts from its unit pretrained vector plus this weight
+            times its unit a la carte vector (from its domain contexts), scaled back to the pretrained
+            norm (0: shifted rows start from their pretrained value). Needs a la carte's map.
         ngram_min: shortest character n-gram.
         ngram_max: longest character n-gram.
         subword_ridge: ridge term of the subword fit.
@@ -63,6 +67,7 @@ class InduceOptions:
     context_weight: str = "none"
     sif_a: float = 1e-3
     subword_weight: float = 0.5
+    shift_weight: float = 1.0
     ngram_min: int = 3
     ngram_max: int = 6
     subword_ridge: float = 0.1
@@ -80,7 +85,7 @@ class InduceOptions:
         for name in ("min_contexts", "fit_min_count", "subword_fit_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"induce.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("ridge", "subword_weight", "subword_ridge", "selftest_size", "fit_weight"):
+        for name in ("ridge", "subword_weight", "shift_weight", "subword_ridge", "selftest_size", "fit_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"induce.{name} must be >= 0, got {getattr(self, name)}")
         if self.sif_a <= 0:
@@ -233,9 +238,46 @@ def induce_vectors(
     )
 
 
+def place_shifted(contexts: ContextCounts, table: EmbeddingTable, counts: TokenCounts, tokens: Sequence[str],
+                  options: InduceOptions, context_map: npt.NDArray[np.float64] | None, *,
+                  fit_map: bool = False) -> InducedVectors:
+    """Starting vectors for shifted table tokens: each pretrained row moved toward its domain meaning.
+
+    A token with ``min_contexts`` in-table context occurrences gets ``unit(pretrained) + shift_weight *
+    unit(a la carte)``, scaled to the pretrained row's norm (method ``pretrained+alacarte``); the others,
+    or all of them without a map or with ``shift_weight=0``, keep their pretrained value (method
+    ``pretrained``). Every token of ``tokens`` is in the result, in order.
+
+    Args:
+        context_map: a la carte's map, as induction fitted it (None: it fitted none).
+        fit_map: fit the map here when none is given and the method is a la carte's (induction had no
+            new token to place, so it did not fit one).
+    """
+    pretrained = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float64) if tokens else np.zeros(
+        (0, table.dim))
+    vectors = pretrained.copy()
+    occurrences = np.zeros(len(tokens))
+    moved = np.zeros(len(tokens), dtype=bool)
+    if tokens:
+        weights = context_weights(table, counts, options, np.zeros(0, dtype=np.int64))
+        means, occurrences = contexts.mean_vectors(table, tokens, weights)
+        if context_map is None and fit_map and options.shift_weight > 0 and options.method in ("auto", "alacarte"):
+            context_map = _fit_map(contexts, weights, counts, table, dataclasses.replace(options, method="auto"),
+                                   set(), fallback="the shifted rows keep their pretrained values")
+    if tokens and context_map is not None and options.shift_weight > 0:
+        moved = occurrences >= options.min_contexts
+        blended = _unit(pretrained) + options.shift_weight * _unit(means @ context_map)
+        vectors[moved] = (_unit(blended) * np.linalg.norm(pretrained, axis=1, keepdims=True))[moved]
+    return InducedVectors(tuple(tokens), vectors.astype(np.float32),
+                          tuple("pretrained+alacarte" if m else "pretrained" for m in moved),
+                          tuple(int(n) for n in occurrences), ())
+
+
 def _fit_map(contexts: ContextCounts, weights: npt.NDArray[np.float64], counts: TokenCounts,
-             table: EmbeddingTable, options: InduceOptions, hidden: set[str]) -> npt.NDArray[np.float64] | None:
-    """A la carte's map (``dim x dim``) from context means to vectors, or None (auto) when it cannot be fit."""
+             table: EmbeddingTable, options: InduceOptions, hidden: set[str], *,
+             fallback: str = "falling back to mean_context") -> npt.NDArray[np.float64] | None:
+    """A la carte's map (``dim x dim``) from context means to vectors, or None (auto: logging ``fallback``)
+    when it cannot be fit."""
     fit = [t for t in fitting_tokens(counts, table, options) if t not in hidden and t in contexts.index]
     means, occurrences = contexts.mean_vectors(table, fit, weights) if fit else (np.zeros((0, table.dim)),
                                                                                   np.zeros(0))
@@ -247,7 +289,7 @@ def _fit_map(contexts: ContextCounts, weights: npt.NDArray[np.float64], counts: 
         if options.method == "alacarte":
             raise InputError("induce.method=alacarte", message,
                              hint="use a larger corpus, lower induce.fit_min_count, or induce.method=auto")
-        log.warning("%s: falling back to mean_context", message)
+        log.warning("%s: %s", message, fallback)
         return None
     x = means[keep]
     y = np.asarray(table.matrix[table.indices(fit)], dtype=np.float64)

@@ -28,7 +28,7 @@ from pipeline.errors import InputError, IntegrityError, TrainingDivergedError
 from pipeline.evaluate.suite import read_sets
 from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
-from pipeline.induce import InducedVectors, fit_table_subword, fitting_tokens
+from pipeline.induce import InducedVectors, fit_table_subword, fitting_tokens, place_shifted
 from pipeline.integrity import check_integrity
 from pipeline.plots import loss_curves, norm_histogram, pca_map, row_norms
 from pipeline.projector import write_projector
@@ -130,12 +130,12 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
     tracker.set_tags({"base_checksum": base.checksum})
 
     counts, vocab, contexts = choose_stage(options, corpus, tokenizer, base, record)
-    induced, checked = induce_stage(options, base, counts, vocab, contexts, record)
+    induced, checked, shifted_start = induce_stage(options, base, counts, vocab, contexts, record)
     # the n-gram vectors (over 1 GiB for a 3M-row table) are held on only when the registered model serves them
     serving = options.tracking.register_as and options.tracking.oov == "subword"
     subword = induced.subword if serving else None
     induced = dataclasses.replace(induced, subword=None)
-    report = vocab_report(vocab, induced)
+    report = vocab_report(vocab, induced, shifted_start)
     write_columns(out_dir / "vocab.tsv", report)
     tracker.log_artifact(out_dir / "vocab.tsv")
     tracker.log_table(report, "vocab.json")
@@ -144,8 +144,9 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
     if options.train.objective != "none":
         probes = checked.held_out if checked is not None and options.train.monitor == "probes" else None
         trained = train_stage(options, corpus, tokenizer, base, vocab, induced, counts, out_dir, probes=probes,
-                              strategy=strategy, tracker=tracker, record=record, on_step=record_step)
-    adapted = append_induced(base, induced, trained)
+                              shifted_start=shifted_start, strategy=strategy, tracker=tracker, record=record,
+                              on_step=record_step)
+    adapted = append_induced(base, induced, trained, shifted_start)
     integrity = check_integrity(base, adapted)
     record(integrity.metrics())
     if options.evaluate.integrity and not integrity.ok:
@@ -255,23 +256,27 @@ def choose_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, ba
 
 def induce_stage(options: AdaptOptions, base: EmbeddingTable, counts: TokenCounts, vocab: DomainVocab,
                  contexts: ContextCounts, record: Callable[[dict[str, float]], None]) -> tuple[
-                     InducedVectors, SelfTest | None]:
-    """Vectors for the new tokens, and the self-test of the method on held-out table tokens
-    (``induce/seconds`` covers both)."""
+                     InducedVectors, SelfTest | None, InducedVectors]:
+    """Vectors for the new tokens, the self-test of the method on held-out table tokens, and the
+    shifted tokens' starting vectors (``induce/seconds`` covers all three)."""
     induce_started = time.perf_counter()
     induced, checked = induce_and_test(contexts, base, counts, vocab.new_tokens, options.induce)
+    shifted = place_shifted(contexts, base, counts, [s.token for s in vocab.shifted], options.induce,
+                            induced.context_map, fit_map=not induced.tokens)
     by_method = {f"induce/method_{m.replace('+', '_')}": float(induced.methods.count(m))  # MLflow refuses '+'
                  for m in sorted(set(induced.methods))}
     record({"induce/placed": len(induced.tokens), "induce/unplaced": len(induced.unplaced),
+            "induce/shifted_moved": float(shifted.methods.count("pretrained+alacarte")),
             "induce/seconds": time.perf_counter() - induce_started, **by_method})
     if checked is not None:
         record(checked.metrics())
-    return induced, checked
+    return induced, checked, shifted
 
 
 def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, base: EmbeddingTable,
                 vocab: DomainVocab, induced: InducedVectors, counts: TokenCounts, out_dir: Path, *,
-                probes: InducedVectors | None = None, strategy: tf.distribute.Strategy, tracker: NullTracker,
+                probes: InducedVectors | None = None, shifted_start: InducedVectors | None = None,
+                strategy: tf.distribute.Strategy, tracker: NullTracker,
                 record: Callable[[dict[str, float]], None],
                 on_step: Callable[[dict[str, float], int], None] | None = None) -> TrainedRows | None:
     """Fine-tune the new and shifted rows under ``<out_dir>/train``; None when there is nothing to train.
@@ -290,7 +295,12 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
         pick = np.unique(np.linspace(0, len(probes.tokens) - 1, min(options.train.probes, len(probes.tokens)))
                          .round().astype(np.int64))
         held_out = (tuple(probes.tokens[i] for i in pick), probes.vectors[pick])
-    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map, held_out)
+    start = None
+    if shifted_start is not None and shifted:
+        where = {t: i for i, t in enumerate(shifted_start.tokens)}
+        start = shifted_start.vectors[[where[t] for t in shifted]]
+    rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map, held_out,
+                          start)
     directory = out_dir / "train"
     with reading(corpus):
         windows = extract_windows(corpus, tokenizer, rows, window=options.train.window,
@@ -309,9 +319,12 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
     return trained
 
 
-def vocab_report(vocab: DomainVocab, induced: InducedVectors) -> dict[str, list[Any]]:
+def vocab_report(vocab: DomainVocab, induced: InducedVectors,
+                 shifted: InducedVectors | None = None) -> dict[str, list[Any]]:
     """One row per chosen token: count, reason, shift score and its parts, the placing method, contexts."""
     placed = dict(zip(induced.tokens, zip(induced.methods, induced.contexts, strict=True), strict=True))
+    started: dict[str, tuple[str, int | None]] = dict(
+        zip(shifted.tokens, zip(shifted.methods, shifted.contexts, strict=True), strict=True)) if shifted else {}
     columns: dict[str, list[Any]] = {k: [] for k in ("token", "count", "reason", "score", "distance", "lift",
                                                       "method", "contexts")}
 
@@ -324,8 +337,9 @@ def vocab_report(vocab: DomainVocab, induced: InducedVectors) -> dict[str, list[
         add(token=token, count=n, reason="new", score=None, distance=None, lift=None, method=method,
             contexts=contexts)
     for s in vocab.shifted:
+        start, around = started.get(s.token, ("pretrained", None))
         add(token=s.token, count=s.count, reason="shifted", score=round(s.score, 4), distance=round(s.distance, 4),
-            lift=round(s.lift, 4), method="pretrained", contexts=None)
+            lift=round(s.lift, 4), method=start, contexts=around)
     return columns
 
 

@@ -34,7 +34,8 @@ class TrainingVocab:
         trainable: how many leading local ids are trainable rows.
         anchored: per trainable row, whether it is anchored to its pretrained value (shifted tokens).
         vectors: ``(len(tokens), dim)`` float32 starting values: induced vectors for new tokens,
-            pretrained rows for the others.
+            the starting vectors given for shifted tokens (else their pretrained rows), pretrained rows
+            for the others.
         counts: corpus count per local id.
         context_map: a la carte's map, when induction fitted one (``train.context=mapped``).
         probes: how many trainable rows, right after the new tokens, are probes: held-out table
@@ -52,6 +53,12 @@ class TrainingVocab:
     new: int = 0
     probes: int = 0
     probe_truth: npt.NDArray[np.float32] | None = None
+    anchors: npt.NDArray[np.float32] | None = None
+
+    def anchor_values(self) -> npt.NDArray[np.float32]:
+        """``(trainable, dim)``: what each anchored row is pulled back to, its pretrained value (rows that
+        are not anchored: their starting value, never used)."""
+        return self.anchors if self.anchors is not None else self.vectors[: self.trainable]
 
     @property
     def probe_rows(self) -> slice:
@@ -78,10 +85,12 @@ class TrainingVocab:
 def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors: npt.NDArray[np.float32],
                    shifted: Sequence[str], counts: TokenCounts,
                    context_map: npt.NDArray[np.float64] | None = None,
-                   probes: tuple[Sequence[str], npt.NDArray[np.float32]] = ((), np.zeros((0, 0), np.float32))) -> (
-        TrainingVocab):
+                   probes: tuple[Sequence[str], npt.NDArray[np.float32]] = ((), np.zeros((0, 0), np.float32)),
+                   shifted_vectors: npt.NDArray[np.float32] | None = None) -> TrainingVocab:
     """Trainable rows (new tokens, then probes, then shifted table tokens) and the corpus's other table
-    tokens as contexts. ``probes`` are held-out table tokens with their induced vectors."""
+    tokens as contexts. ``probes`` are held-out table tokens with their induced vectors;
+    ``shifted_vectors`` the shifted tokens' starting vectors (None: their pretrained rows), while
+    their anchor stays the pretrained row."""
     probe_tokens, probe_vectors = probes
     trained = set(shifted)
     keep = [i for i, t in enumerate(probe_tokens) if t not in trained]  # a shifted token trains for real
@@ -98,15 +107,20 @@ def training_vocab(base: EmbeddingTable, new_tokens: Sequence[str], new_vectors:
     rows = base.indices(others)
     vectors = np.empty((len(trainable) + len(others), base.dim), dtype=np.float32)
     vectors[: len(new_tokens)] = new_vectors
-    vectors[len(new_tokens): len(trainable)] = base.matrix[base.indices(shifted)] if shifted else 0
+    pretrained_shifted = base.matrix[base.indices(shifted)] if shifted else np.zeros((0, base.dim), np.float32)
+    vectors[len(new_tokens): len(trainable)] = pretrained_shifted if shifted_vectors is None else shifted_vectors
     vectors[len(trainable):] = base.matrix[rows] if len(rows) else 0
     tokens = (*trainable, *others)
     anchored = np.zeros(len(trainable), dtype=bool)
     anchored[len(new_tokens):] = True
     local_counts = np.fromiter((counts.counts.get(t, 0) for t in tokens), dtype=np.int64, count=len(tokens))
     truth = base.matrix[base.indices(probe_tokens)] if len(probe_tokens) else None
+    anchors = None
+    if shifted_vectors is not None:
+        anchors = vectors[: len(trainable)].copy()
+        anchors[len(new_tokens):] = pretrained_shifted
     return TrainingVocab(tokens, len(trainable), anchored, vectors, local_counts, context_map, n_new,
-                         len(probe_tokens), truth)
+                         len(probe_tokens), truth, anchors)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         rows = tf.Variable(vocab.vectors[:k], name="rows")
         pretrained = tf.Variable(vocab.vectors, trainable=False, name="pretrained")
         anchored = tf.constant(vocab.anchored.astype(np.float32))
+        anchor_values = tf.constant(vocab.anchor_values())  # trainable x dim: the pretrained rows of shifted tokens
         variables = [rows]
         if options.context == "mapped" and vocab.context_map is None:
             log.warning("train.context=mapped: induction fitted no map (induce.method is not auto or "
@@ -210,7 +211,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             c = tf.gather(contexts, tf.maximum(context_ids, 0))
             n = tf.gather(contexts, tf.gather(unigram, draw))
             per_window = window_sgns_loss(w, c, mask, n, float(options.negatives))
-            anchor = pairs * anchor_penalty(w, tf.gather(pretrained, centres), tf.gather(anchored, centres),
+            anchor = pairs * anchor_penalty(w, tf.gather(anchor_values, centres), tf.gather(anchored, centres),
                                             options.anchor_mu)
             loss = tf.reduce_sum(per_window + anchor) * scale
         optimizer.apply_gradients(zip(map(sum_duplicates, tape.gradient(loss, variables)), variables, strict=True))
@@ -223,7 +224,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             w = tf.gather(rows, centres)
             per_cell = glove_loss(w, tf.gather(contexts, context_ids), tf.gather(row_bias, centres),
                                   tf.gather(context_bias, context_ids), log_count, weight)
-            anchor = anchor_penalty(w, tf.gather(pretrained, centres), tf.gather(anchored, centres), options.anchor_mu)
+            anchor = anchor_penalty(w, tf.gather(anchor_values, centres), tf.gather(anchored, centres),
+                                    options.anchor_mu)
             loss = tf.reduce_sum(per_cell + anchor) * scale
         optimizer.apply_gradients(zip(map(sum_duplicates, tape.gradient(loss, variables)), variables, strict=True))
         return tf.reduce_sum(per_cell), tf.cast(tf.size(centres), tf.float32)

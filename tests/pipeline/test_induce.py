@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -20,7 +21,7 @@ from pipeline.cooccurrence import context_counts
 from pipeline.corpus import files_corpus
 from pipeline.counts import TokenCounts, count_tokens
 from pipeline.errors import InputError
-from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors
+from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors, place_shifted
 from pipeline.neighbours import nearest
 from pipeline.selftest import held_out_tokens, induce_and_test, self_test
 from pipeline.subword import SubwordModel, fit_subword
@@ -65,6 +66,47 @@ def test_auto_blends_subword_and_falls_back_to_it_for_rare_contexts(planted: Pla
     apple = planted.table.vector("apple")
     cosine = float(vectors["applez"] @ apple / np.linalg.norm(vectors["applez"]) / np.linalg.norm(apple))
     assert cosine > 0.5  # shares <ap, app, appl, pple … with apple
+
+
+def test_shifted_tokens_start_between_their_pretrained_row_and_their_domain_vector(
+        planted: Planted, tmp_path: Path) -> None:
+    # anise (cluster a) is used here mostly among cluster c's words: its domain vector lies toward c
+    text = planted.corpus_path.read_text() + "cello anise cymbal clarinet anise cornet conga celesta\n" * 60
+    (tmp_path / "c.txt").write_text(text)
+    options = InduceOptions(window=3, subword_weight=0.0)
+    induced, contexts, counts = induce_all(planted.table, tmp_path / "c.txt", list(NEW), options)
+    assert induced.context_map is not None
+    table = planted.table
+    pretrained = table.vector("anise")
+    means, _ = contexts.mean_vectors(table, ["anise"])
+    domain = (means @ induced.context_map)[0]  # a la carte's vector for anise's contexts in this corpus
+    c_centre = np.mean([table.vector(w) for w in CLUSTERS["c"]], axis=0)
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    placed = place_shifted(contexts, table, counts, ["anise", "cello"], options, induced.context_map)
+    assert placed.tokens == ("anise", "cello") and placed.methods == ("pretrained+alacarte",) * 2
+    assert placed.contexts[0] > 0 and not placed.unplaced
+    start = placed.vectors[0]
+    assert np.isclose(np.linalg.norm(start), np.linalg.norm(pretrained), rtol=1e-5)  # the norm is kept
+    # the sum of the two unit vectors: halfway in angle between the pretrained row and the domain vector
+    assert np.isclose(cosine(start, pretrained), cosine(start, domain), atol=1e-4)
+    assert cosine(start, pretrained) > cosine(domain, pretrained)
+    assert cosine(start, c_centre) > cosine(pretrained, c_centre)  # moved toward its use among cluster c
+    # no move: a weight of 0, no map, or too few contexts keep the pretrained rows bit for bit
+    for kept in (place_shifted(contexts, table, counts, ["anise"], dataclasses.replace(options, shift_weight=0.0),
+                               induced.context_map),
+                 place_shifted(contexts, table, counts, ["anise"], options, None),
+                 place_shifted(contexts, table, counts, ["anise"], dataclasses.replace(options, min_contexts=10**6),
+                               induced.context_map)):
+        assert kept.methods == ("pretrained",) and kept.contexts == placed.contexts[:1]
+        assert np.array_equal(kept.vectors[0].view(np.uint32), pretrained.view(np.uint32))
+    # induction placed no new token, so it fitted no map: one is fitted for the shifted rows
+    assert place_shifted(contexts, table, counts, ["anise"], options, None, fit_map=True).methods == (
+        "pretrained+alacarte",)
+    with pytest.raises(ValueError, match="induce.shift_weight must be >= 0"):
+        InduceOptions(shift_weight=-1.0)
 
 
 def test_mean_context_leaves_tokens_without_context_unplaced(tmp_path: Path) -> None:

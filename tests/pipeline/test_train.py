@@ -136,6 +136,44 @@ def _trained(setup: Setup, vectors: np.ndarray):  # noqa: ANN202
     return TrainedRows(setup.vocab.tokens[: setup.vocab.trainable], vectors, {})
 
 
+def test_shifted_rows_start_where_induction_put_them_and_are_anchored_to_their_pretrained_value(
+        setup: Setup) -> None:
+    base, k = setup.base, setup.vocab.trainable
+    pretrained = base.matrix[base.indices(SHIFTED)]
+    start = (pretrained + 3.0).astype(np.float32)  # far from the pretrained rows
+    vocab = training_vocab(base, setup.induced.tokens, setup.induced.vectors, SHIFTED, setup.counts,
+                           shifted_vectors=start)
+    shifted_rows = slice(len(NEW), k)
+    assert np.array_equal(vocab.vectors[shifted_rows], start)
+    assert np.array_equal(vocab.anchor_values()[shifted_rows], pretrained)
+    assert np.array_equal(vocab.anchor_values()[: len(NEW)], setup.induced.vectors)
+    # a strong anchor pulls the shifted rows from their start back toward the pretrained rows
+    options = TrainOptions(window=3, batch_size=16, epochs=3, sample=0.0, lr=0.05, heldout=0.0, anchor_mu=5.0)
+    trained = fine_tune(vocab, setup.windows, options, directory=setup.directory / "anchored", seed=0,
+                        strategy=make_strategy("default", "/CPU:0"), progress=False)
+    before = np.linalg.norm(start - pretrained, axis=1)
+    after = np.linalg.norm(trained.vectors[shifted_rows] - pretrained, axis=1)
+    assert (after < 0.75 * before).all(), (before, after)  # anchored to the start, they would stay near 12
+
+
+def test_shifted_starting_vectors_are_written_without_training(setup: Setup) -> None:
+    rows = setup.base.indices(SHIFTED)
+    start = InducedVectors(tuple(SHIFTED), (setup.base.matrix[rows] * 0.5).astype(np.float32),
+                           ("pretrained+alacarte",) * len(SHIFTED), (9,) * len(SHIFTED), ())
+    adapted = append_induced(setup.base, setup.induced, None, start)
+    assert adapted.trained_rows == tuple(int(r) for r in rows)
+    assert np.array_equal(adapted.table.matrix[rows], start.vectors)
+    assert np.array_equal(adapted.table.matrix[len(setup.base):], setup.induced.vectors)
+    frozen = np.ones(len(setup.base), dtype=bool)
+    frozen[rows] = False
+    assert np.array_equal(adapted.table.matrix[: len(setup.base)][frozen].view(np.uint32),
+                          setup.base.matrix[frozen].view(np.uint32))
+    assert check_integrity(setup.base, adapted).ok
+    # fine-tuned values win over the starting ones
+    trained = _trained(setup, np.full((setup.vocab.trainable, setup.base.dim), 0.25, np.float32))
+    assert (append_induced(setup.base, setup.induced, trained, start).table.matrix[rows] == 0.25).all()
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_repeated_centres_in_a_batch_sum_their_gradients(optimizer: str) -> None:
     # the sparse path (tf.gather -> IndexedSlices -> sum_duplicates -> Keras optimizer) against the same

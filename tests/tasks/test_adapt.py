@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 from omegaconf import DictConfig
-from planted import NEW, Planted
+from planted import CLUSTERS, NEW, Planted
 
 from pipeline.errors import InputError
 from pipeline.formats import LoadOptions, load_table
@@ -318,6 +318,35 @@ def test_fine_tuning_logs_step_metrics_and_its_checkpoint(
     checkpoint = {a.path for a in client.list_artifacts(mlrun.info.run_id, "checkpoint")}
     assert {f"checkpoint/ckpt-{steps}.index", f"checkpoint/ckpt-{steps}.data-00000-of-00001"} <= checkpoint
     assert "fine-tuning:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("weight", ["1.0", "0.0"])
+def test_a_shifted_row_is_moved_toward_its_domain_use_even_without_training(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], planted: Planted,
+    tmp_path: Path, weight: str,
+) -> None:
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(600):  # cello, a music word, used among hardware words (cluster b)
+        words = list(rng.choice(CLUSTERS["abc"[i % 3]], size=8))
+        lines.append(" ".join([*words[:3], "cello", *words[3:]] if i % 3 == 1 else [w for w in words if w != "cello"]))
+    (tmp_path / "c.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    result = run(compose_adapt([*planted_overrides, f"corpus.paths=[{tmp_path / 'c.txt'}]", "train=none",
+                                "vocab.shift_top=1", "vocab.shift_skip_common=0", f"induce.shift_weight={weight}"]),
+                 out)
+    cello = planted.table.index_of("cello")
+    assert result.metrics["vocab/shifted_tokens"] == 1 and result.adapted.trained_rows == (cello,)
+    assert result.metrics["induce/shifted_moved"] == (1.0 if weight != "0.0" else 0.0)
+    row = dict(line.split("\t")[::6] for line in (out / "vocab.tsv").read_text().splitlines()[1:])
+    assert row == {"cello": "pretrained+alacarte" if weight != "0.0" else "pretrained"}
+    exported = load_table(out / "export" / "embedding.w2v.txt", LoadOptions(cache=False, progress=False))
+    assert np.array_equal(exported.matrix[cello], planted.table.matrix[cello]) == (weight == "0.0")
+    others = np.arange(len(planted.table)) != cello
+    assert np.array_equal(exported.matrix[: len(planted.table)][others].view(np.uint32),
+                          planted.table.matrix[others].view(np.uint32))
+    assert result.metrics["integrity/frozen_max_abs_diff"] == 0.0
+    assert json.loads((out / "manifest.json").read_text())["trained_rows"] == [cello]
 
 
 def test_nothing_to_train_is_skipped_with_a_message(
