@@ -120,11 +120,16 @@ def _inputs(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed:
 
 
 def _signature(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed: int) -> dict[str, Any]:
-    """What a checkpoint must agree with to be resumed: the options that shape training, and its inputs."""
+    """What a checkpoint must agree with to be resumed: the options that shape training, and its inputs,
+    down to the starting vectors, contexts and anchors (other induction options change them)."""
     digest = hashlib.sha256("\n".join(vocab.tokens).encode()).hexdigest()
+    values = hashlib.sha256()
+    for array in (vocab.vectors, vocab.anchor_values(), vocab.probe_truth):
+        if array is not None:
+            values.update(np.ascontiguousarray(array).tobytes())
     chosen = {k: v for k, v in asdict(options).items() if k not in _RESUME_NEUTRAL}
-    return {"options": chosen, "seed": seed, "tokens_sha256": digest, "trainable": vocab.trainable,
-            "windows": [len(windows.train), len(windows.heldout)]}
+    return {"options": chosen, "seed": seed, "tokens_sha256": digest, "vectors_sha256": values.hexdigest(),
+            "trainable": vocab.trainable, "windows": [len(windows.train), len(windows.heldout)]}
 
 
 def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, directory: Path, seed: int,

@@ -247,6 +247,10 @@ def test_resuming_under_other_options_is_refused(setup: Setup) -> None:
         train(setup, name="same", lr=0.01)
     vectors, metrics, _ = train(setup, name="same", lr=0.01, resume=False)  # starting over is allowed
     assert metrics["train/resumed"] == 0.0
+    # the same options over other starting vectors (induction ran with other options): refused too
+    moved = dataclasses.replace(setup, vocab=dataclasses.replace(setup.vocab, vectors=setup.vocab.vectors + 1.0))
+    with pytest.raises(InputError, match=r"checkpoint was written for other .*vectors_sha256"):
+        train(moved, name="same", lr=0.01)
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(setup: Setup) -> None:
