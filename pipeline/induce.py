@@ -253,18 +253,17 @@ def place_shifted(contexts: ContextCounts, table: EmbeddingTable, counts: TokenC
         fit_map: fit the map here when none is given and the method is a la carte's (induction had no
             new token to place, so it did not fit one).
     """
-    pretrained = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float64) if tokens else np.zeros(
-        (0, table.dim))
+    if not tokens:
+        return InducedVectors((), np.zeros((0, table.dim), np.float32), (), (), ())
+    pretrained = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float64)
+    weights = context_weights(table, counts, options, np.zeros(0, dtype=np.int64))
+    means, occurrences = contexts.mean_vectors(table, tokens, weights)
+    if context_map is None and fit_map and options.shift_weight > 0 and options.method in ("auto", "alacarte"):
+        context_map = _fit_map(contexts, weights, counts, table, dataclasses.replace(options, method="auto"),
+                               set(), fallback="the shifted rows keep their pretrained values")
     vectors = pretrained.copy()
-    occurrences = np.zeros(len(tokens))
     moved = np.zeros(len(tokens), dtype=bool)
-    if tokens:
-        weights = context_weights(table, counts, options, np.zeros(0, dtype=np.int64))
-        means, occurrences = contexts.mean_vectors(table, tokens, weights)
-        if context_map is None and fit_map and options.shift_weight > 0 and options.method in ("auto", "alacarte"):
-            context_map = _fit_map(contexts, weights, counts, table, dataclasses.replace(options, method="auto"),
-                                   set(), fallback="the shifted rows keep their pretrained values")
-    if tokens and context_map is not None and options.shift_weight > 0:
+    if context_map is not None and options.shift_weight > 0:
         moved = occurrences >= options.min_contexts
         blended = _unit(pretrained) + options.shift_weight * _unit(means @ context_map)
         vectors[moved] = (_unit(blended) * np.linalg.norm(pretrained, axis=1, keepdims=True))[moved]

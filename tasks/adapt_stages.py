@@ -295,12 +295,9 @@ def train_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, bas
         pick = np.unique(np.linspace(0, len(probes.tokens) - 1, min(options.train.probes, len(probes.tokens)))
                          .round().astype(np.int64))
         held_out = (tuple(probes.tokens[i] for i in pick), probes.vectors[pick])
-    start = None
-    if shifted_start is not None and shifted:
-        where = {t: i for i, t in enumerate(shifted_start.tokens)}
-        start = shifted_start.vectors[[where[t] for t in shifted]]
+    # place_shifted keeps the order of vocab.shifted: its vectors line up with `shifted`
     rows = training_vocab(base, induced.tokens, induced.vectors, shifted, counts, induced.context_map, held_out,
-                          start)
+                          shifted_start.vectors if shifted_start is not None and shifted else None)
     directory = out_dir / "train"
     with reading(corpus):
         windows = extract_windows(corpus, tokenizer, rows, window=options.train.window,

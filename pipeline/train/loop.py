@@ -124,7 +124,7 @@ def _signature(vocab: TrainingVocab, windows: Windows, options: TrainOptions, se
     down to the starting vectors, contexts and anchors (other induction options change them)."""
     digest = hashlib.sha256("\n".join(vocab.tokens).encode()).hexdigest()
     values = hashlib.sha256()
-    for array in (vocab.vectors, vocab.anchor_values(), vocab.probe_truth):
+    for array in (vocab.vectors, vocab.anchors, vocab.probe_truth):  # anchors: None when they are the start
         if array is not None:
             values.update(np.ascontiguousarray(array).tobytes())
     chosen = {k: v for k, v in asdict(options).items() if k not in _RESUME_NEUTRAL}
