@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.corpus import Corpus
-from pipeline.tokenize import Tokenizer
+from pipeline.tokenize import Tokenizer, merged_piece_counts, piece_counts
 
 BATCH_DOCUMENTS = 512
 COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
 COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads lines in blocks
-COUNT_MAX_PIECES = 1 << 20  # distinct pieces held before they are turned into tokens (about 100 MiB)
+COUNT_MAX_PIECES = 1 << 20  # pieces counted text by text (about 25 MiB) before they are merged
 _REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
 
 
@@ -50,15 +52,13 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     The documents stream through tf.data joined in groups (:meth:`Corpus.joined`: blocks of
     about ``COUNT_BLOCK_BYTES`` where the source reads blocks, else ``COUNT_BATCH_DOCUMENTS``
     documents); each joined text is lowercased (:meth:`Tokenizer.prepare`), cut into pieces and
-    counted in Python (:meth:`Tokenizer.pieces`, ``Counter.update``), and the
-    distinct pieces become tokens once the pass is over or when there are many of them
-    (:meth:`Tokenizer.add_pieces`). The tokens are those :meth:`Tokenizer.__call__` gives;
-    :func:`count_tokens_tf` counts through it. The progress bar counts pieces, a close upper bound
-    of the tokens.
+    counted (:func:`~pipeline.tokenize.piece_counts`, by Arrow), and the distinct pieces become
+    tokens once the pass is over (:meth:`Tokenizer.tokens_of_pieces`). The tokens are those
+    :meth:`Tokenizer.__call__` gives; :func:`count_tokens_tf` counts through it. The progress bar
+    counts pieces, a close upper bound of the tokens.
     """
-    counts: dict[bytes, int] = {}
-    pieces: Counter[bytes] = Counter()
-    total = 0
+    parts: list[pa.Table] = []  # piece counts: those merged so far, then one table per text since
+    unmerged = 0
     documents = 0
     replaced = 0
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
@@ -66,14 +66,15 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
         for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
             documents += n_documents
             replaced += text.count(_REPLACEMENT)
-            cut = tokenizer.pieces(tokenizer.prepare(text))
-            pieces.update(cut)
-            bar.update(len(cut))
-            if len(pieces) > COUNT_MAX_PIECES:
-                total += tokenizer.add_pieces(pieces, counts)
-                pieces.clear()
-        total += tokenizer.add_pieces(pieces, counts)
-    return TokenCounts({token.decode("utf-8"): n for token, n in counts.items()}, total, documents, replaced)
+            part = piece_counts(tokenizer.spaced(tokenizer.prepare(text)))
+            parts.append(part)
+            bar.update(pc.sum(part["n"]).as_py() or 0)
+            unmerged += part.num_rows
+            if unmerged > COUNT_MAX_PIECES:
+                parts = [merged_piece_counts(parts)]
+                unmerged = 0
+    counts = tokenizer.tokens_of_pieces(merged_piece_counts(parts)) if parts else {}
+    return TokenCounts(counts, sum(counts.values()), documents, replaced)
 
 
 def count_tokens_tf(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True) -> TokenCounts:

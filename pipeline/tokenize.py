@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
     import tensorflow as tf
 
 log = logging.getLogger(__name__)
@@ -62,11 +64,12 @@ class TokenizerOptions:
 class Tokenizer:
     """Callable on a batch of documents (``tf.string``, shape ``[n]``); returns a ``RaggedTensor`` of tokens.
 
-    For counting, the same rules apply in three steps, mostly in Python: :meth:`prepare` lowercases
-    documents joined by newlines, :meth:`pieces` cuts them at ASCII separators (no per-token loop), and
-    :meth:`add_pieces` turns counted pieces into counted tokens, once per distinct piece. Pieces of
-    ASCII are finished there; pieces holding other characters go through :meth:`__call__` itself,
-    so both ways give the same tokens.
+    For counting, the same rules apply in steps over joined text, with no per-token Python loop:
+    :meth:`prepare` lowercases documents joined by newlines, :meth:`spaced` turns ASCII separators
+    into spaces, :func:`piece_counts` counts the runs between them (the pieces, by Arrow), and
+    :meth:`tokens_of_pieces` turns counted pieces into counted tokens, once per distinct piece.
+    Pieces of ASCII are finished there; pieces holding other characters go through
+    :meth:`__call__` itself, so both ways give the same tokens.
     """
 
     def __init__(self, options: TokenizerOptions | None = None) -> None:
@@ -122,9 +125,9 @@ class Tokenizer:
         return [t.decode("utf-8") for t in self(tf.constant([text]))[0].numpy()]
 
     def prepare(self, text: bytes) -> bytes:
-        """Documents joined by newlines (UTF-8), made ready for :meth:`pieces`: lowercased when the options
+        """Documents joined by newlines (UTF-8), made ready for :meth:`spaced`: lowercased when the options
         say so. ASCII letters are lowercased here, in Python; the pieces holding other characters are
-        lowercased by :meth:`__call__`'s op when :meth:`add_pieces` tokenizes them. Text holding a
+        lowercased by :meth:`__call__`'s op when :meth:`tokens_of_pieces` tokenizes them. Text holding a
         capital sigma is lowercased whole by that op, since its lowercase (σ or final ς) depends on
         the letters around it, across separators. A newline neither is nor carries case, so
         lowercasing the joined text equals lowercasing each document."""
@@ -134,42 +137,44 @@ class Tokenizer:
 
         return self._lower(tf.constant(text)).numpy()
 
-    def pieces(self, text: bytes) -> list[bytes]:
-        """``text`` from :meth:`prepare` cut at ASCII separators: every token lies inside one piece."""
-        return text.translate(self._spaces).split()
+    def spaced(self, text: bytes) -> bytes:
+        """``text`` from :meth:`prepare` with every ASCII separator made a space (0x20), the only ASCII
+        white space left: its runs between spaces are the pieces (see :func:`piece_counts`)."""
+        return text.translate(self._spaces)
 
-    def add_pieces(self, pieces: Mapping[bytes, int], counts: dict[bytes, int]) -> int:
-        """Add the tokens of counted ``pieces`` (from :meth:`pieces`) to ``counts`` (UTF-8 token -> count).
+    def tokens_of_pieces(self, pieces: pa.Table) -> dict[str, int]:
+        """The tokens of distinct counted pieces (:func:`piece_counts`, :func:`merged_piece_counts`) and
+        how often each occurs, in order of first appearance.
 
-        Returns:
-            How many tokens the pieces hold.
+        Pieces of ASCII are finished by Arrow's kernels: inner characters stripped from the ends, the
+        length bounds, a letter required, and pieces that strip to the same token summed. Pieces
+        holding other characters go through :meth:`__call__`.
         """
-        found: dict[bytes, int] = {}
-        others: list[bytes] = []
-        others_n: list[int] = []
-        low, high = self.options.min_length, self.options.max_length
-        inner, not_letters = self._ascii_inner, self._not_letters
-        for piece, n in pieces.items():
-            if piece.isalpha():  # ASCII letters only, the most common piece: a token as it stands
-                if low <= len(piece) <= high:
-                    found[piece] = n + found.get(piece, 0)
-            elif piece.isascii():
-                token = piece.strip(inner) if inner else piece
-                if low <= len(token) <= high and token.translate(None, not_letters):
-                    found[token] = n + found.get(token, 0)
-            else:
-                others.append(piece)
-                others_n.append(n)
+        import pyarrow.compute as pc
+
+        text, repeats = pieces["piece"].combine_chunks(), pieces["n"].combine_chunks()
+        ascii_ = pc.string_is_ascii(text)
+        runs = text.filter(ascii_)
+        if self._ascii_inner:
+            runs = pc.ascii_trim(runs, self._ascii_inner.decode())
+        lengths = pc.binary_length(runs)
+        keep = pc.and_(pc.and_(pc.greater_equal(lengths, self.options.min_length),
+                               pc.less_equal(lengths, self.options.max_length)),
+                       pc.match_substring_regex(runs, "[A-Za-z]"))
+        tokens, sums = _summed(runs.filter(keep), repeats.filter(ascii_).filter(keep))
+        found = dict(zip(tokens.to_pylist(), sums.tolist(), strict=True))
         if self.options.pattern is not None and found:
             found = self._matching(found)
-        if others:
-            for token, n in self._tokens_of_others(others, others_n).items():
-                found[token] = n + found.get(token, 0)
-        for token, n in found.items():
-            counts[token] = n + counts.get(token, 0)
-        return sum(found.values())
+        others = pc.invert(ascii_)
+        if pc.any(others).as_py():
+            others_found = self._tokens_of_others(text.filter(others).cast("large_binary").to_pylist(),
+                                                  repeats.filter(others).to_pylist())
+            for token, n in others_found.items():
+                key = token.decode("utf-8")
+                found[key] = n + found.get(key, 0)
+        return found
 
-    def _matching(self, found: dict[bytes, int]) -> dict[bytes, int]:
+    def _matching(self, found: dict[str, int]) -> dict[str, int]:
         import tensorflow as tf
 
         tokens = list(found)
@@ -188,6 +193,49 @@ class Tokenizer:
             if ok:
                 found[token] = repeats[row] + found.get(token, 0)
         return found
+
+
+def piece_counts(spaced: bytes) -> pa.Table:
+    """The distinct runs between spaces of ``spaced`` (:meth:`Tokenizer.spaced`) as ``piece``
+    (``large_string``), with how often each occurs as ``n``, in order of first appearance. An
+    empty piece stands for spaces at either end; every token lies inside one piece.
+
+    Split and hashed by Arrow's compute kernels (C++) over the bytes as they are, so that no piece
+    becomes a Python object: about twice as fast as ``Counter(spaced.split())``, which makes one
+    of every occurrence. Arrow splits at ASCII white space, as ``bytes.split`` does; the only one
+    ``spaced`` holds is the space.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    offsets = pa.py_buffer(np.array([0, len(spaced)], dtype=np.int64))
+    text = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(spaced))  # no copy, no cast
+    counted = pc.value_counts(pc.list_flatten(pc.ascii_split_whitespace(text)))
+    return pa.table({"piece": counted.field(0), "n": counted.field(1)})
+
+
+def merged_piece_counts(parts: list[pa.Table]) -> pa.Table:
+    """Tables of :func:`piece_counts` as one, each piece once, in order of first appearance."""
+    import pyarrow as pa
+
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.concat_tables(parts)
+    pieces, sums = _summed(table["piece"].combine_chunks(), table["n"].combine_chunks())
+    return pa.table({"piece": pieces, "n": sums})
+
+
+def _summed(keys: pa.Array, counts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct ``keys`` in order of first appearance, and the sum of each one's ``counts``:
+    hashed once by Arrow, summed by numpy (Acero's group_by takes six times as long). Float sums
+    of int64 counts are exact below 2**53."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(keys)
+    sums = np.bincount(encoded.indices.to_numpy(), weights=counts.to_numpy(), minlength=len(encoded.dictionary))
+    return encoded.dictionary, sums.astype(np.int64)
 
 
 def _check_pattern(pattern: str) -> None:

@@ -1,4 +1,4 @@
-"""Counting tokens: the fast path (joined bytes, Python counting) gives exactly what the Tokenizer gives."""
+"""Counting tokens: the fast path (joined bytes, counted by Arrow) gives exactly what the Tokenizer gives."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import tensorflow as tf
 import pipeline.counts as counts_module
 from pipeline.corpus import files_corpus
 from pipeline.counts import count_tokens, count_tokens_tf
-from pipeline.tokenize import Tokenizer, TokenizerOptions
+from pipeline.tokenize import Tokenizer, TokenizerOptions, merged_piece_counts, piece_counts
 
 # Fragments that stress every rule: case (final sigma, dotted I, titlecase, sharp s), inner characters
 # at the ends and inside, digits only, Unicode digits and numbers (Nd, No, Nl), combining marks (not
@@ -61,7 +61,7 @@ def test_fast_count_equals_tokenizer_count(tmp_path: Path, monkeypatch: pytest.M
     corpus = files_corpus([str(path)], field="text")
     tokenizer = Tokenizer(options)
     reference = count_tokens_tf(corpus, tokenizer, progress=False)
-    # small batches and a low piece limit: many batches, pieces turned into tokens many times
+    # small batches and a low piece limit: many batches, piece counts merged many times
     monkeypatch.setattr(counts_module, "COUNT_BATCH_DOCUMENTS", 7)
     monkeypatch.setattr(counts_module, "COUNT_MAX_PIECES", 20)
     fast = count_tokens(corpus, tokenizer, progress=False)
@@ -98,13 +98,22 @@ def test_count_of_plain_text_in_blocks_equals_line_by_line(tmp_path: Path, monke
 def test_count_sees_unicode_rules() -> None:
     """A few cases written out, so that a shared mistake of both paths would still show."""
     tokenizer = Tokenizer()
-    text = "ΟΔΟΣ ΟΔΟΣ's x86_64 3.11 'über' İ \x00Zebra a\u0301b\n"
-    pieces = Counter(tokenizer.pieces(tokenizer.prepare(text.encode())))
-    counts: dict[bytes, int] = {}
-    total = tokenizer.add_pieces(pieces, counts)
-    assert {t.decode(): n for t, n in counts.items()} == {
-        "οδος": 1, "οδοσ's": 1, "x86_64": 1, "über": 1, "i": 1, "zebra": 1, "a": 1, "b": 1}
-    assert total == 8
+    text = "ΟΔΟΣ ΟΔΟΣ's x86_64 3.11 'über' İ \x00Zebra a\u0301b --zebra-- 'x86_64\n"
+    counts = tokenizer.tokens_of_pieces(piece_counts(tokenizer.spaced(tokenizer.prepare(text.encode()))))
+    assert counts == {"οδος": 1, "οδοσ's": 1, "x86_64": 2, "über": 1, "i": 1, "zebra": 2, "a": 1, "b": 1}
+
+
+def test_piece_counts_merge_in_order_of_first_appearance() -> None:
+    """Arrow's split and count equal ``Counter(text.split())``, and merging sums each piece once."""
+    first, second = b"  b a b c  a\n", b"d a\ne c d"
+    parts = [piece_counts(first), piece_counts(second)]
+    assert [dict(zip(part["piece"].to_pylist(), part["n"].to_pylist(), strict=True)) for part in parts] == [
+        {"": 2, "b": 2, "a": 2, "c": 1}, {"d": 2, "a": 1, "e": 1, "c": 1}]  # "": before and after the text
+    merged = merged_piece_counts(parts)
+    assert merged["piece"].to_pylist() == ["", "b", "a", "c", "d", "e"]
+    assert merged["n"].to_pylist() == [2, 2, 3, 2, 2, 1]
+    assert Counter((first + b" " + second).split()) == {
+        p.encode(): n for p, n in zip(merged["piece"].to_pylist(), merged["n"].to_pylist(), strict=True) if p}
 
 
 @pytest.mark.parametrize("text", [
@@ -115,9 +124,8 @@ def test_prepared_pieces_give_the_tokenizers_tokens(text: str) -> None:
     tokenizer = Tokenizer()
     prepared = tokenizer.prepare(text.encode())
     assert (prepared == text.encode().lower()) == ("\u03a3" not in text)
-    counts: dict[bytes, int] = {}
-    tokenizer.add_pieces(Counter(tokenizer.pieces(prepared)), counts)
-    assert {t.decode(): n for t, n in counts.items()} == dict(Counter(tokenizer.tokenize(text)))
+    counts = tokenizer.tokens_of_pieces(piece_counts(tokenizer.spaced(prepared)))
+    assert counts == dict(Counter(tokenizer.tokenize(text)))
 
 
 def test_empty_and_blank_corpus(tmp_path: Path) -> None:
