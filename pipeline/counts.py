@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -16,7 +18,8 @@ from pipeline.tokenize import Tokenizer, merged_piece_counts, piece_counts
 BATCH_DOCUMENTS = 512
 COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
 COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads lines in blocks
-COUNT_MAX_PIECES = 1 << 20  # pieces counted text by text (about 25 MiB) before they are merged
+COUNT_THREADS = 2  # texts counted at once (Arrow's kernels run outside the GIL)
+COUNT_MAX_PIECES = 1 << 18  # distinct pieces counted text by text (a few MiB in Arrow) before they are merged
 _REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
 
 
@@ -61,18 +64,31 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     unmerged = 0
     documents = 0
     replaced = 0
+    pending: collections.deque[Future[tuple[pa.Table, int]]] = collections.deque()
+
+    def add_next() -> None:
+        nonlocal unmerged, replaced, parts
+        part, n_replaced = pending.popleft().result()
+        replaced += n_replaced
+        parts.append(part)
+        bar.update(pc.sum(part["n"]).as_py() or 0)
+        unmerged += part.num_rows
+        if unmerged > COUNT_MAX_PIECES:
+            parts = [merged_piece_counts(parts)]
+            unmerged = 0
+
+    def count(text: bytes) -> tuple[pa.Table, int]:
+        return piece_counts(tokenizer.spaced(tokenizer.prepare(text))), text.count(_REPLACEMENT)
+
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
-              leave=False) as bar:
+              leave=False) as bar, ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="count") as pool:
         for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
             documents += n_documents
-            replaced += text.count(_REPLACEMENT)
-            part = piece_counts(tokenizer.spaced(tokenizer.prepare(text)))
-            parts.append(part)
-            bar.update(pc.sum(part["n"]).as_py() or 0)
-            unmerged += part.num_rows
-            if unmerged > COUNT_MAX_PIECES:
-                parts = [merged_piece_counts(parts)]
-                unmerged = 0
+            pending.append(pool.submit(count, text))
+            if len(pending) > COUNT_THREADS:
+                add_next()
+        while pending:
+            add_next()
     counts = tokenizer.tokens_of_pieces(merged_piece_counts(parts)) if parts else {}
     return TokenCounts(counts, sum(counts.values()), documents, replaced)
 

@@ -144,7 +144,7 @@ class Tokenizer:
 
     def tokens_of_pieces(self, pieces: pa.Table) -> dict[str, int]:
         """The tokens of distinct counted pieces (:func:`piece_counts`, :func:`merged_piece_counts`) and
-        how often each occurs, in order of first appearance.
+        how often each occurs: those of ASCII pieces in the order the pieces first appear, then the others.
 
         Pieces of ASCII are finished by Arrow's kernels: inner characters stripped from the ends, the
         length bounds, a letter required, and pieces that strip to the same token summed. Pieces

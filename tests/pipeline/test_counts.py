@@ -90,6 +90,7 @@ def test_count_of_plain_text_in_blocks_equals_line_by_line(tmp_path: Path, monke
     monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", block_bytes)
     blocks = count_tokens(corpus, tokenizer, progress=False)
     assert blocks == lines
+    assert list(blocks.counts) == list(lines.counts)  # counted on threads, merged in the order read
     assert blocks.counts == reference.counts and blocks.total == reference.total
     assert blocks.documents == reference.documents == 302
     assert blocks.replaced == text.count("\ufffd") + 4
