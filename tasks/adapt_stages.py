@@ -243,8 +243,8 @@ def choose_stage(options: AdaptOptions, corpus: Corpus, tokenizer: Tokenizer, ba
         vocab = dataclasses.replace(vocab, shifted=select_shifted(scored, options.vocab.shift_top,
                                                                   options.vocab.shift_threshold))
     if counts.replaced:
-        log.warning("%s: %d undecodable byte sequences were replaced by U+FFFD", ", ".join(corpus.sources[:3]),
-                    counts.replaced)
+        log.warning("%s: %d characters are U+FFFD: undecodable bytes replaced (or U+FFFD in the text already)",
+                    ", ".join(corpus.sources[:3]), counts.replaced)
     record({"corpus/tokens": counts.total, "corpus/documents": counts.documents,
             "corpus/replaced_characters": counts.replaced,
             "corpus/distinct_tokens": len(counts.counts), "vocab/new_tokens": len(vocab.new_tokens),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 UNITS = ("line", "file")
 EAGER_FILES = 2  # plain files read in blocks without a traced function; more take one
+BINARY_SHARE = 0.3  # undecodable characters in a file's first 8 KiB above which it is taken for binary, not text
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
@@ -66,6 +67,13 @@ def fingerprint_files(files: Sequence[Path], how: str = "") -> str:
     return digest.hexdigest()
 
 
+def _undecodable_share(head: bytes) -> float:
+    """The share of ``head``'s characters that are undecodable bytes (U+FFFD in the text is not one)."""
+    text = head.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - head.decode("utf-8", errors="ignore").count("\ufffd")
+    return bad / max(len(text), 1)
+
+
 def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None = None) -> Corpus:
     """A corpus of local files.
 
@@ -89,6 +97,13 @@ def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None 
         if b"\0" in head:
             raise InputError(path, "looks like a binary file, not text (it holds NUL bytes)",
                              hint="corpus.paths takes text files: plain, gzip, bz2 or xz")
+        undecodable = _undecodable_share(head)
+        if undecodable > BINARY_SHARE:
+            raise InputError(path, f"looks like a binary file, or text in another encoding than UTF-8 "
+                                   f"({undecodable:.0%} of the characters in its first {len(head):,} bytes are "
+                                   "undecodable)",
+                             hint="corpus.paths takes UTF-8 text (plain, gzip, bz2 or xz); convert other "
+                                  "encodings first, e.g. iconv -f latin1 -t utf-8")
     sources = tuple(str(p) for p in files)
     errors: list[InputError] = []
 

@@ -36,6 +36,10 @@ def tfds_corpus(name: str, *, split: str = "train", field: str = "text", data_di
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
+        if name.split("/")[0] == STORED_NAME:  # not in the catalog: TFDS finds it only in its data_dir
+            raise InputError(source, f"no corpus stored under this name in {data_dir or 'TFDS default data_dir'}",
+                             hint="set corpus.data_dir to the <corpus.cache_dir>/tfds the files were stored in "
+                                  "(corpus=files corpus.store=true)") from None
         close = difflib.get_close_matches(name.split("/")[0], tfds.list_builders(), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see tfds.list_builders() for the catalog"
         raise InputError(source, "no such TFDS dataset", hint=hint) from None

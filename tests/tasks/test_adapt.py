@@ -6,6 +6,7 @@ import base64
 import contextlib
 import http.server
 import json
+import logging
 import socket
 import subprocess
 import threading
@@ -57,6 +58,8 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
     assert vocab_report[0].split("\t") == header
     assert [line.split("\t")[2] for line in vocab_report[1:3]] == ["new", "new"]
     assert len(vocab_report) == 3 + metrics["vocab/shifted_tokens"]
+    assert metrics["vocab/frozen_rows"] == len(planted.table) - metrics["vocab/shifted_tokens"]
+    assert 0 < metrics["vocab/coverage_before"] < metrics["vocab/coverage_after"] <= 1
 
     printed = capsys.readouterr().out
     assert f"rows: {len(planted.table)} -> {len(planted.table) + 2}" in printed and "zorblax" in printed
@@ -76,6 +79,9 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
             "export"} <= artifacts
     exported_artifacts = {a.path for a in client.list_artifacts(mlrun.info.run_id, "export")}
     assert "export/embedding.w2v.txt" in exported_artifacts
+    table = json.loads(Path(client.download_artifacts(mlrun.info.run_id, "vocab.json", str(tmp_path))).read_text())
+    assert table["columns"] == header  # the MLflow table holds the TSV's rows
+    assert [[str(v) for v in row[:3]] for row in table["data"]] == [line.split("\t")[:3] for line in vocab_report[1:]]
 
 
 def test_failed_run_is_marked_failed_with_its_error_and_exports_nothing(
@@ -101,6 +107,7 @@ def test_failed_run_is_marked_failed_with_its_error_and_exports_nothing(
         (b"... 123 !!!\n\n", "the corpus has no tokens"),
         (b"zyx wvu tsr\n" * 10, "no corpus token is in the table"),
         (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)) * 8, "looks like a binary file"),
+        (bytes(range(1, 256)) * 40, r"looks like a binary file, or text in another encoding than UTF-8 \(5\d% "),
     ],
 )
 def test_corpus_that_cannot_be_adapted_fails_clearly(
@@ -111,6 +118,50 @@ def test_corpus_that_cannot_be_adapted_fails_clearly(
     with pytest.raises(InputError, match=rf"odd.txt: {message}"):
         run(compose_adapt([*planted_overrides, f"corpus.paths=[{tmp_path}/odd.txt]"]), tmp_path / "run")
     assert not (tmp_path / "run" / "export").exists()
+
+
+def test_undecodable_bytes_and_a_casing_mismatch_are_reported(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], planted: Planted,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    (tmp_path / "bad.txt").write_bytes(planted.corpus_path.read_bytes() + b"caf\xc3 \xff\xfe zorblax\n")
+    overrides = [*planted_overrides, f"corpus.paths=[{tmp_path}/bad.txt]", "corpus.tokenizer.lowercase=false",
+                 "train=none"]
+    with caplog.at_level(logging.WARNING):
+        result = run(compose_adapt(overrides), tmp_path / "run")
+    assert result.metrics["corpus/replaced_characters"] == 3
+    assert "bad.txt: 3 characters are U+FFFD: undecodable bytes replaced" in caplog.text
+    # an uncased table read by a tokenizer that keeps case: every row can still be produced (share 0)
+    assert result.metrics["corpus/tokenizer_unproducible_share"] == 0.0
+    assert "corpus.tokenizer.lowercase" in caplog.text
+    (mlrun,) = _runs(tmp_path)
+    assert mlrun.data.metrics["corpus/replaced_characters"] == 3
+
+
+def test_stored_and_tfds_corpora_run_through_the_app(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+) -> None:
+    """``corpus.store=true`` writes TFDS shards once; ``corpus=tfds`` reads them by name: the same table."""
+    cache = tmp_path / "cache-dir"
+    first = run(compose_adapt([*planted_overrides, "train=none", "corpus.store=true", f"corpus.cache_dir={cache}"]),
+                tmp_path / "stored")
+    assert sorted((cache / "tfds").rglob("*.tfrecord*"))
+    name = f"embadapt_local_corpus/c{first.manifest['corpus_fingerprint'][:16]}"
+    tfds = [o for o in planted_overrides if not o.startswith("corpus")] + [
+        "train=none", "corpus=tfds", f"corpus.name={name}", f"corpus.data_dir={cache / 'tfds'}"]
+    second = run(compose_adapt(tfds), tmp_path / "tfds")
+    assert second.manifest["corpus"]["sources"] == [f"tfds:{name}:train"]
+    assert second.adapted.table.tokens == first.adapted.table.tokens
+    np.testing.assert_array_equal(second.adapted.table.matrix, first.adapted.table.matrix)
+    with pytest.raises(InputError, match=r"tfds:embadapt_local_corpuss: no such TFDS dataset"):
+        run(compose_adapt([*tfds, "corpus.name=embadapt_local_corpuss"]), tmp_path / "bad")
+    with pytest.raises(InputError, match=r"no corpus stored under this name in .*empty.*set corpus.data_dir"):
+        run(compose_adapt([*tfds, f"corpus.data_dir={tmp_path / 'empty'}"]), tmp_path / "elsewhere")
+    with pytest.raises(InputError, match=r"tfds:ag_news_subset: not prepared in .*corpus.download=true"):
+        run(compose_adapt([*tfds, "corpus.name=ag_news_subset", f"corpus.data_dir={tmp_path / 'empty'}"]),
+            tmp_path / "unprepared")
+    assert [r.info.status for r in _runs(tmp_path)].count("FAILED") == 3
+    assert not any((tmp_path / name / "export").exists() for name in ("bad", "elsewhere", "unprepared"))
 
 
 def test_nothing_to_adapt_is_a_clear_success(
