@@ -9,22 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.corpus import Corpus
-from pipeline.counts import tokenized
+from pipeline.counts import token_ids
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
 FOLD_PAIRS = 4_000_000
-
-
-def token_lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
-    """Token -> its position in ``tokens`` (int64), -1 for any other string."""
-    keys = tf.constant(list(tokens), dtype=tf.string)
-    values = tf.range(len(tokens), dtype=tf.int64)
-    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
 
 
 def window_offsets(window: int) -> npt.NDArray[np.int64]:
@@ -112,13 +104,6 @@ def context_counts(
         raise ValueError(f"window must be at least 1, got {window}")
     if not targets:
         return ContextCounts((), sp.csr_matrix((0, len(table)), dtype=np.float32), window)
-    table_ids = token_lookup(table.tokens)
-    target_ids = token_lookup(targets)
-
-    def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        flat = batch.flat_values
-        return table_ids.lookup(flat), target_ids.lookup(flat), batch.value_rowids()
-
     shape = (len(targets), len(table))
     total = sp.csr_matrix(shape, dtype=np.float32)
     rows_seen: list[npt.NDArray[np.int64]] = []
@@ -131,10 +116,9 @@ def context_counts(
         cols_seen.clear()
         return total + sp.csr_matrix((np.ones(len(pairs[0]), dtype=np.float32), pairs), shape=shape)
 
-    dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     with tqdm(desc=f"contexts {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
-        for context, target, document in dataset.as_numpy_iterator():
+        for (context, target), document, _ in token_ids(corpus, tokenizer, [table, targets]):
             bar.update(len(context))
             rows, cols = _pairs(context, target, document, window)
             rows_seen.append(rows)

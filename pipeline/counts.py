@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import collections
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
 from tqdm import tqdm
 
 from pipeline.corpus import Corpus
+from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, merged_piece_counts, piece_counts
 
 BATCH_DOCUMENTS = 512
 COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
 COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads lines in blocks
 COUNT_THREADS = 2  # texts counted at once (Arrow's kernels run outside the GIL)
-COUNT_MAX_PIECES = 1 << 18  # distinct pieces counted text by text (a few MiB in Arrow) before they are merged
+COUNT_MAX_PIECES = 1 << 18  # distinct pieces counted text by text (a few MiB in Arrow) before a merge, at least
 _REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
 
 
@@ -49,6 +53,94 @@ def tokenized(corpus: Corpus, tokenizer: Tokenizer, batch_documents: int = BATCH
     )
 
 
+Vocabulary = EmbeddingTable | Sequence[str]  # a table's rows, or tokens numbered by their position
+
+
+def token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocabulary]
+              ) -> Iterator[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]]:
+    """The corpus's tokens in order, a batch of documents at a time, as ids in each of ``vocabularies``.
+
+    Yields:
+        For each batch: for each vocabulary, the id of every token of the batch in it (-1 for a
+        token it does not hold); the document of each token, counted from 0 in the batch; and how
+        many documents the batch holds (some may have no token).
+
+    Plain files of lines (``corpus.make_blocks``) take the route of :func:`count_tokens`: blocks
+    of whole lines cut into pieces by Arrow, each distinct piece made tokens once
+    (:meth:`Tokenizer.piece_tokens`) and looked up once. Other sources go through
+    :meth:`Tokenizer.__call__` and TensorFlow hash tables. Both give the same ids (tested).
+    """
+    if corpus.make_blocks is None:
+        yield from _token_ids_tf(corpus, tokenizer, vocabularies)
+        return
+    indexes = [vocabulary.indices if isinstance(vocabulary, EmbeddingTable) else _position_index(vocabulary)
+               for vocabulary in vocabularies]
+    pending: collections.deque[tuple[Future[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]], int]] = (
+        collections.deque())
+    with ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="token_ids") as pool:
+        for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
+            pending.append((pool.submit(_block_token_ids, text, n_documents, tokenizer, indexes), n_documents))
+            if len(pending) > COUNT_THREADS:
+                future, n = pending.popleft()
+                yield (*future.result(), n)
+        while pending:
+            future, n = pending.popleft()
+            yield (*future.result(), n)
+
+
+def _position_index(tokens: Sequence[str]) -> Callable[[list[str]], npt.NDArray[np.int64]]:
+    index = {token: i for i, token in enumerate(tokens)}
+
+    def indices(names: list[str]) -> npt.NDArray[np.int64]:
+        get = index.get
+        return np.fromiter((get(name, -1) for name in names), dtype=np.int64, count=len(names))
+
+    return indices
+
+
+def _block_token_ids(text: bytes, n_documents: int, tokenizer: Tokenizer,
+                     indexes: Sequence[Callable[[list[str]], npt.NDArray[np.int64]]],
+                     ) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
+    """:func:`token_ids` of one text of ``n_documents`` lines (from :meth:`Corpus.joined`)."""
+    prepared = tokenizer.prepare(text)  # as many newlines as ``text``: lowercasing keeps them
+    newlines = np.flatnonzero(np.frombuffer(prepared, dtype=np.uint8) == 0x0A)
+    offsets = np.empty(len(newlines) + 2, dtype=np.int64)  # each line with its newline (a space once spaced)
+    offsets[0], offsets[1:-1], offsets[-1] = 0, newlines + 1, len(prepared)
+    lines = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets),
+                                             pa.py_buffer(tokenizer.spaced(prepared)))
+    split = pc.ascii_split_whitespace(lines)
+    encoded = pc.dictionary_encode(pc.list_flatten(split))
+    piece_of = encoded.indices.to_numpy()
+    tokens, starts, per_piece = tokenizer.piece_tokens(encoded.dictionary)
+    per = per_piece[piece_of]  # tokens at each piece's place
+    first = np.cumsum(per) - per
+    position = np.repeat(starts[piece_of], per) + np.arange(int(per.sum())) - np.repeat(first, per)
+    document = np.repeat(np.repeat(np.arange(n_documents), pc.list_value_length(split).to_numpy()), per)
+    names = tokens.to_pylist()
+    return [indices(names)[position] for indices in indexes], document
+
+
+def _token_ids_tf(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocabulary]
+                  ) -> Iterator[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]]:
+    lookups = [_token_lookup(vocabulary.tokens if isinstance(vocabulary, EmbeddingTable) else vocabulary)
+               for vocabulary in vocabularies]
+
+    def ids(batch: tf.RaggedTensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor, tf.Tensor]:
+        flat = batch.flat_values
+        return tuple(lookup.lookup(flat) for lookup in lookups), batch.value_rowids(), batch.nrows()
+
+    dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for found, document, n_documents in dataset.as_numpy_iterator():
+        yield list(found), document, int(n_documents)
+
+
+def _token_lookup(tokens: Sequence[str]) -> tf.lookup.StaticHashTable:
+    """Token -> its position in ``tokens`` (int64), -1 for any other string."""
+    keys = tf.constant(list(tokens), dtype=tf.string)
+    values = tf.range(len(tokens), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
 def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True) -> TokenCounts:
     """Count every token of ``corpus`` in one pass; memory grows with the vocabulary, not the corpus.
 
@@ -73,7 +165,7 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
         parts.append(part)
         bar.update(pc.sum(part["n"]).as_py() or 0)
         unmerged += part.num_rows
-        if unmerged > COUNT_MAX_PIECES:
+        if unmerged > max(COUNT_MAX_PIECES, parts[0].num_rows):  # as many rows as merged: linear time in all
             parts = [merged_piece_counts(parts)]
             unmerged = 0
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+    import numpy.typing as npt
     import pyarrow as pa
     import tensorflow as tf
 
@@ -144,55 +145,66 @@ class Tokenizer:
 
     def tokens_of_pieces(self, pieces: pa.Table) -> dict[str, int]:
         """The tokens of distinct counted pieces (:func:`piece_counts`, :func:`merged_piece_counts`) and
-        how often each occurs: those of ASCII pieces in the order the pieces first appear, then the others.
+        how often each occurs, in the order the tokens first appear."""
+        import numpy as np
 
-        Pieces of ASCII are finished by Arrow's kernels: inner characters stripped from the ends, the
-        length bounds, a letter required, and pieces that strip to the same token summed. Pieces
-        holding other characters go through :meth:`__call__`.
+        tokens, _, per_piece = self.piece_tokens(pieces["piece"].combine_chunks())
+        distinct, sums = _summed(tokens, np.repeat(pieces["n"].to_numpy(), per_piece))
+        return dict(zip(distinct.to_pylist(), sums.tolist(), strict=True))
+
+    def piece_tokens(self, pieces: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The tokens in each of ``pieces`` (``large_string``, from :meth:`spaced` text), as
+        :meth:`__call__` gives them: all in piece order (``large_string``), and where each piece's
+        tokens start in that array and how many there are (0 to a few; ASCII pieces give 0 or 1).
+
+        Pieces of ASCII are finished by Arrow's kernels: inner characters stripped from the ends,
+        the length bounds, a letter required. Pieces holding other characters go through
+        :meth:`__call__`'s ops; ``pattern`` is matched by TensorFlow's RE2 either way.
         """
+        import numpy as np
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        text, repeats = pieces["piece"].combine_chunks(), pieces["n"].combine_chunks()
-        ascii_ = pc.string_is_ascii(text)
-        runs = text.filter(ascii_)
+        is_ascii = pc.string_is_ascii(pieces)
+        runs = pieces.filter(is_ascii)
         if self._ascii_inner:
             runs = pc.ascii_trim(runs, self._ascii_inner.decode())
         lengths = pc.binary_length(runs)
         keep = pc.and_(pc.and_(pc.greater_equal(lengths, self.options.min_length),
                                pc.less_equal(lengths, self.options.max_length)),
                        pc.match_substring_regex(runs, "[A-Za-z]"))
-        tokens, sums = _summed(runs.filter(keep), repeats.filter(ascii_).filter(keep))
-        found = dict(zip(tokens.to_pylist(), sums.tolist(), strict=True))
-        if self.options.pattern is not None and found:
-            found = self._matching(found)
-        others = pc.invert(ascii_)
-        if pc.any(others).as_py():
-            others_found = self._tokens_of_others(text.filter(others).cast("large_binary").to_pylist(),
-                                                  repeats.filter(others).to_pylist())
-            for token, n in others_found.items():
-                key = token.decode("utf-8")
-                found[key] = n + found.get(key, 0)
-        return found
+        ascii_at = np.flatnonzero(is_ascii.to_numpy(zero_copy_only=False))
+        at = [ascii_at[keep.to_numpy(zero_copy_only=False)]]
+        found = [runs.filter(keep)]
+        if self.options.pattern is not None and len(found[0]):
+            matching = self._full_match(found[0].to_pylist())
+            at[0], found[0] = at[0][matching], found[0].filter(pa.array(matching))
+        others = np.setdiff1d(np.arange(len(pieces)), ascii_at, assume_unique=True)
+        if len(others):
+            tokens, rows = self._tokens_of_others(pieces.take(pa.array(others)).cast(pa.large_binary()).to_pylist())
+            at.append(others[rows])
+            found.append(pa.array(tokens, type=pa.large_string()))
+        piece_of = np.concatenate(at)
+        order = np.argsort(piece_of, kind="stable")  # by piece; a piece's own tokens keep their order
+        per_piece = np.bincount(piece_of, minlength=len(pieces))
+        tokens_array = pa.concat_arrays(found).take(pa.array(order)) if len(piece_of) else pa.array(
+            [], type=pa.large_string())
+        return tokens_array, np.cumsum(per_piece) - per_piece, per_piece
 
-    def _matching(self, found: dict[str, int]) -> dict[str, int]:
+    def _full_match(self, tokens: list[str]) -> npt.NDArray[np.bool_]:
         import tensorflow as tf
 
-        tokens = list(found)
-        keep = tf.strings.regex_full_match(tf.constant(tokens, dtype=tf.string), self.options.pattern).numpy()
-        return {token: found[token] for token, ok in zip(tokens, keep.tolist(), strict=True) if ok}
+        return tf.strings.regex_full_match(tf.constant(tokens, dtype=tf.string), self.options.pattern).numpy()
 
-    def _tokens_of_others(self, pieces: list[bytes], repeats: list[int]) -> dict[bytes, int]:
-        """Tokens of pieces holding non-ASCII characters, by :meth:`__call__` (lowercasing what
-        :meth:`prepare` left: lowercasing is idempotent)."""
+    def _tokens_of_others(self, pieces: list[bytes]) -> tuple[list[str], npt.NDArray[np.int64]]:
+        """Tokens of pieces holding non-ASCII characters, by :meth:`__call__`'s ops (lowercasing what
+        :meth:`prepare` left: lowercasing is idempotent), with the piece each comes from."""
         import tensorflow as tf
 
         text = tf.constant(pieces, dtype=tf.string)
         runs, rows, keep = self._runs(self._lower(text) if self.options.lowercase else text)
-        found: dict[bytes, int] = {}
-        for token, row, ok in zip(runs.numpy().tolist(), rows.numpy().tolist(), keep.numpy().tolist(), strict=True):
-            if ok:
-                found[token] = repeats[row] + found.get(token, 0)
-        return found
+        kept = keep.numpy()
+        return [t.decode("utf-8") for t in runs.numpy()[kept].tolist()], rows.numpy()[kept]
 
 
 def piece_counts(spaced: bytes) -> pa.Table:
@@ -222,11 +234,11 @@ def merged_piece_counts(parts: list[pa.Table]) -> pa.Table:
     if len(parts) == 1:
         return parts[0]
     table = pa.concat_tables(parts)
-    pieces, sums = _summed(table["piece"].combine_chunks(), table["n"].combine_chunks())
+    pieces, sums = _summed(table["piece"].combine_chunks(), table["n"].to_numpy())
     return pa.table({"piece": pieces, "n": sums})
 
 
-def _summed(keys: pa.Array, counts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+def _summed(keys: pa.Array, counts: npt.NDArray[np.int64]) -> tuple[pa.Array, npt.NDArray[np.int64]]:
     """The distinct ``keys`` in order of first appearance, and the sum of each one's ``counts``:
     hashed once by Arrow, summed by numpy (Acero's group_by takes six times as long). Float sums
     of int64 counts are exact below 2**53."""
@@ -234,7 +246,7 @@ def _summed(keys: pa.Array, counts: pa.Array) -> tuple[pa.Array, np.ndarray]:
     import pyarrow.compute as pc
 
     encoded = pc.dictionary_encode(keys)
-    sums = np.bincount(encoded.indices.to_numpy(), weights=counts.to_numpy(), minlength=len(encoded.dictionary))
+    sums = np.bincount(encoded.indices.to_numpy(), weights=counts, minlength=len(encoded.dictionary))
     return encoded.dictionary, sums.astype(np.int64)
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import tensorflow as tf
 from tqdm import tqdm
 
-from pipeline.cooccurrence import neighbour_ids, token_lookup, window_offsets
+from pipeline.cooccurrence import neighbour_ids, window_offsets
 from pipeline.corpus import Corpus
-from pipeline.counts import TokenCounts, tokenized
+from pipeline.counts import TokenCounts, token_ids
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
@@ -163,21 +162,15 @@ def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, 
     memory maps. Held-out documents are chosen by a hash of their index (deterministic).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    lookup = token_lookup(vocab.tokens)
-
-    def ids(batch: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        return lookup.lookup(batch.flat_values), batch.value_rowids(), batch.nrows()
-
     width = 2 * window + 1
     paths = {"train": directory / "windows.train.i32", "heldout": directory / "windows.heldout.i32"}
     sizes = dict.fromkeys(paths, 0)
     offsets = window_offsets(window)
     first_document = 0
-    dataset = tokenized(corpus, tokenizer).map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     with (open(paths["train"], "wb") as train_file, open(paths["heldout"], "wb") as heldout_file,
           tqdm(desc=f"windows {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
                leave=False) as bar):
-        for local, document, n_documents in dataset.as_numpy_iterator():
+        for (local,), document, n_documents in token_ids(corpus, tokenizer, [vocab.tokens]):
             bar.update(len(local))
             document = document + first_document
             first_document += int(n_documents)

@@ -8,12 +8,14 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
 import pipeline.counts as counts_module
 from pipeline.corpus import files_corpus
-from pipeline.counts import count_tokens, count_tokens_tf
+from pipeline.counts import count_tokens, count_tokens_tf, token_ids
+from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, TokenizerOptions, merged_piece_counts, piece_counts
 
 # Fragments that stress every rule: case (final sigma, dotted I, titlecase, sharp s), inner characters
@@ -134,3 +136,36 @@ def test_empty_and_blank_corpus(tmp_path: Path) -> None:
     path.write_text("\n  \n... 3.14 --\n", encoding="utf-8")
     counts = count_tokens(files_corpus([str(path)]), Tokenizer(), progress=False)
     assert counts.counts == {} and counts.total == 0 and counts.documents == 3
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=repr)
+@pytest.mark.parametrize("block_bytes", [5, 1 << 20])
+def test_token_ids_of_blocks_equal_the_tokenizers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  options: TokenizerOptions, block_bytes: int) -> None:
+    """Plain files take the Arrow route of token_ids; every id and document equals the TensorFlow route's."""
+    text = varied_text(300, seed=5).replace("\x00", "\x01") + "\n\nlast line without a newline ΟΔΟΣ"
+    path = tmp_path / "varied.txt"
+    path.write_bytes(text.encode("utf-8") + b" caf\xc3 \xff")
+    corpus = files_corpus([str(path)])
+    assert corpus.make_blocks is not None
+    tokenizer = Tokenizer(options)
+    reference = count_tokens_tf(corpus, tokenizer, progress=False).counts
+    rows = sorted(reference)[::2]
+    table = EmbeddingTable(rows, np.zeros((len(rows), 2), dtype=np.float32))
+    targets = sorted(reference)[1::3]
+
+    def flat(batches: list[tuple[list[np.ndarray], np.ndarray, int]]) -> tuple[list[np.ndarray], np.ndarray, int]:
+        starts = np.cumsum([0] + [n for _, _, n in batches])
+        return ([np.concatenate([ids[k] for ids, _, _ in batches]) for k in range(2)],
+                np.concatenate([document + start for (_, document, _), start in zip(batches, starts, strict=False)]),
+                int(starts[-1]))
+
+    monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", block_bytes)
+    fast = flat(list(token_ids(corpus, tokenizer, [table, targets])))
+    slow = flat(list(token_ids(dataclasses.replace(corpus, make_blocks=None), tokenizer, [table, targets])))
+    for fast_ids, slow_ids in zip(fast[0], slow[0], strict=True):
+        np.testing.assert_array_equal(fast_ids, slow_ids)
+    np.testing.assert_array_equal(fast[1], slow[1])
+    assert fast[2] == slow[2] == 303
+    assert len(fast[1]) == sum(reference.values())  # every token has a place
+    assert (fast[0][0] >= 0).any() and (fast[0][1] >= 0).any() and (fast[0][0] == -1).any()
