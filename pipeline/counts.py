@@ -1,4 +1,4 @@
-"""Counting the corpus's tokens in one streaming pass over its tf.data documents."""
+"""One streaming pass over the corpus's tf.data documents: counting its tokens, or its tokens as ids in order."""
 
 from __future__ import annotations
 
@@ -68,7 +68,9 @@ def token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocab
     Plain files of lines (``corpus.make_blocks``) take the route of :func:`count_tokens`: blocks
     of whole lines cut into pieces by Arrow, each distinct piece made tokens once
     (:meth:`Tokenizer.piece_tokens`) and looked up once. Other sources go through
-    :meth:`Tokenizer.__call__` and TensorFlow hash tables. Both give the same ids (tested).
+    :meth:`Tokenizer.__call__` and TensorFlow hash tables. For vocabularies of distinct tokens,
+    both give the same ids and documents once the batches are put end to end (tested); their
+    batches differ (blocks of about ``COUNT_BLOCK_BYTES`` against ``BATCH_DOCUMENTS`` documents).
     """
     if corpus.make_blocks is None:
         yield from _token_ids_tf(corpus, tokenizer, vocabularies)
@@ -115,7 +117,7 @@ def _block_token_ids(text: bytes, n_documents: int, tokenizer: Tokenizer,
     per = per_piece[piece_of]  # tokens at each piece's place
     first = np.cumsum(per) - per
     position = np.repeat(starts[piece_of], per) + np.arange(int(per.sum())) - np.repeat(first, per)
-    document = np.repeat(np.repeat(np.arange(n_documents), pc.list_value_length(split).to_numpy()), per)
+    document = np.repeat(np.repeat(np.arange(n_documents, dtype=np.int64), pc.list_value_length(split).to_numpy()), per)
     names = tokens.to_pylist()
     return [indices(names)[position] for indices in indexes], document
 

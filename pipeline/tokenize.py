@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ASCII_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_ASCII_DIGITS = b"0123456789"
 _CAPITAL_SIGMA = "\u03a3".encode()
+PIECES_AT_ONCE = 1 << 18  # distinct pieces made tokens in one go (those holding non-ASCII go through TensorFlow)
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,6 @@ class Tokenizer:
         self._ascii_inner = bytes(sorted({ord(c) for c in self.options.inner if ord(c) < 128}))
         kept = _ASCII_ALNUM | set(self._ascii_inner) | set(range(128, 256))
         self._spaces = bytes(b if b in kept else 0x20 for b in range(256))
-        self._not_letters = _ASCII_DIGITS + self._ascii_inner
 
     def __call__(self, documents: tf.Tensor) -> tf.RaggedTensor:
         import tensorflow as tf  # here, not at the top: validating options must not pay TensorFlow's import
@@ -147,9 +146,18 @@ class Tokenizer:
         """The tokens of distinct counted pieces (:func:`piece_counts`, :func:`merged_piece_counts`) and
         how often each occurs, in the order the tokens first appear."""
         import numpy as np
+        import pyarrow as pa
 
-        tokens, _, per_piece = self.piece_tokens(pieces["piece"].combine_chunks())
-        distinct, sums = _summed(tokens, np.repeat(pieces["n"].to_numpy(), per_piece))
+        text, repeats = pieces["piece"].combine_chunks(), pieces["n"].to_numpy()
+        tokens: list[pa.Array] = []
+        counts: list[npt.NDArray[np.int64]] = []
+        for start in range(0, len(text), PIECES_AT_ONCE):  # bounded: the non-ASCII ones become Python objects
+            found, _, per_piece = self.piece_tokens(text.slice(start, PIECES_AT_ONCE))
+            tokens.append(found)
+            counts.append(np.repeat(repeats[start : start + PIECES_AT_ONCE], per_piece))
+        if not tokens:
+            return {}
+        distinct, sums = _summed(pa.concat_arrays(tokens), np.concatenate(counts))
         return dict(zip(distinct.to_pylist(), sums.tolist(), strict=True))
 
     def piece_tokens(self, pieces: pa.Array) -> tuple[pa.Array, npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 UNITS = ("line", "file")
 EAGER_FILES = 2  # plain files read in blocks without a traced function; more take one
 BINARY_SHARE = 0.3  # undecodable characters in a file's first 8 KiB above which it is taken for binary, not text
+BINARY_MIN_CHARACTERS = 64  # shorter starts are never taken for binary (their bytes are replaced and counted)
 
 
 def expand_paths(paths: Sequence[str]) -> list[Path]:
@@ -70,8 +71,10 @@ def fingerprint_files(files: Sequence[Path], how: str = "") -> str:
 def _undecodable_share(head: bytes) -> float:
     """The share of ``head``'s characters that are undecodable bytes (U+FFFD in the text is not one)."""
     text = head.decode("utf-8", errors="replace")
+    if len(text) < BINARY_MIN_CHARACTERS:  # too little to tell a binary file from a short non-UTF-8 note
+        return 0.0
     bad = text.count("\ufffd") - head.decode("utf-8", errors="ignore").count("\ufffd")
-    return bad / max(len(text), 1)
+    return bad / len(text)
 
 
 def files_corpus(paths: Sequence[str], *, unit: str = "line", field: str | None = None) -> Corpus:

@@ -245,3 +245,12 @@ def test_concatenated_reads_the_parts_in_order_and_raises_their_bad_input(tmp_pa
     assert len(bad.errors) == 1 and "bad.jsonl" in str(bad.errors[0])
     with pytest.raises(ValueError, match="at least one corpus"):
         concatenated([], "none")
+
+
+def test_a_short_file_in_another_encoding_is_read_not_taken_for_binary(tmp_path: Path) -> None:
+    (tmp_path / "note.txt").write_bytes("été à la plage\n".encode("latin-1"))  # 3 of 15 characters undecodable
+    (tmp_path / "short.txt").write_bytes("été à\n".encode("latin-1"))  # half undecodable, but too short to tell
+    corpus = files_corpus([str(tmp_path / "note.txt"), str(tmp_path / "short.txt")])
+    with reading(corpus):
+        counted = count_tokens(corpus, Tokenizer(), progress=False)
+    assert counted.replaced == 6 and counted.counts == {"t": 2, "la": 1, "plage": 1}  # U+FFFD separates

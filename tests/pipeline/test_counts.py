@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 import pipeline.counts as counts_module
-from pipeline.corpus import files_corpus
+import pipeline.tokenize as tokenize_module
+from pipeline.corpus import Corpus, files_corpus
 from pipeline.counts import count_tokens, count_tokens_tf, token_ids
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, TokenizerOptions, merged_piece_counts, piece_counts
@@ -66,6 +67,7 @@ def test_fast_count_equals_tokenizer_count(tmp_path: Path, monkeypatch: pytest.M
     # small batches and a low piece limit: many batches, piece counts merged many times
     monkeypatch.setattr(counts_module, "COUNT_BATCH_DOCUMENTS", 7)
     monkeypatch.setattr(counts_module, "COUNT_MAX_PIECES", 20)
+    monkeypatch.setattr(tokenize_module, "PIECES_AT_ONCE", 7)  # pieces made tokens a few at a time
     fast = count_tokens(corpus, tokenizer, progress=False)
     assert fast.counts == reference.counts
     assert fast.total == reference.total == sum(reference.counts.values())
@@ -169,3 +171,32 @@ def test_token_ids_of_blocks_equal_the_tokenizers(tmp_path: Path, monkeypatch: p
     assert fast[2] == slow[2] == 303
     assert len(fast[1]) == sum(reference.values())  # every token has a place
     assert (fast[0][0] >= 0).any() and (fast[0][1] >= 0).any() and (fast[0][0] == -1).any()
+
+
+@pytest.mark.parametrize("files", [
+    [b"alpha beta\ngamma", b"beta\n\ndelta"],  # the first file without a final newline
+    [b"alpha beta\r\ngamma\r\n\r\nbeta\r\n"],  # CRLF
+    [b"\n"],  # a single empty line
+    [b"", b"alpha\n"],  # an empty file first
+])
+def test_token_ids_of_files_and_line_ends(tmp_path: Path, files: list[bytes]) -> None:
+    paths = []
+    for i, content in enumerate(files):
+        paths.append(tmp_path / f"{i}.txt")
+        paths[-1].write_bytes(content)
+    corpus = files_corpus([str(p) for p in paths])
+    vocabulary = ["beta", "alpha", "delta", "gamma"]
+
+    def flat(route: Corpus) -> tuple[list[int], list[int], int]:
+        ids: list[int] = []
+        documents: list[int] = []
+        first = 0
+        for (found,), document, n in token_ids(route, Tokenizer(), [vocabulary]):
+            ids += found.tolist()
+            documents += (document + first).tolist()
+            first += n
+        return ids, documents, first
+
+    fast, slow = flat(corpus), flat(dataclasses.replace(corpus, make_blocks=None))
+    assert fast == slow
+    assert fast[2] == count_tokens(corpus, Tokenizer(), progress=False).documents
