@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,12 +15,13 @@ from tqdm import tqdm
 
 from pipeline.corpus import Corpus
 from pipeline.table import EmbeddingTable
+from pipeline.threads import ordered_map
 from pipeline.tokenize import Tokenizer, merged_piece_counts, piece_counts
 
 BATCH_DOCUMENTS = 512
 COUNT_BATCH_DOCUMENTS = 1024  # documents joined and lowercased per tf.data element
 COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads lines in blocks
-COUNT_THREADS = 2  # texts counted at once (Arrow's kernels run outside the GIL)
+COUNT_THREADS = 2  # texts counted (or made ids) at once: Arrow's kernels run outside the GIL
 COUNT_MAX_PIECES = 1 << 18  # distinct pieces counted text by text (a few MiB in Arrow) before a merge, at least
 _REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
 
@@ -77,17 +76,12 @@ def token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocab
         return
     indexes = [vocabulary.indices if isinstance(vocabulary, EmbeddingTable) else _position_index(vocabulary)
                for vocabulary in vocabularies]
-    pending: collections.deque[tuple[Future[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]], int]] = (
-        collections.deque())
-    with ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="token_ids") as pool:
-        for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
-            pending.append((pool.submit(_block_token_ids, text, n_documents, tokenizer, indexes), n_documents))
-            if len(pending) > COUNT_THREADS:
-                future, n = pending.popleft()
-                yield (*future.result(), n)
-        while pending:
-            future, n = pending.popleft()
-            yield (*future.result(), n)
+
+    def ids(joined: tuple[bytes, int]) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]:
+        text, n_documents = joined
+        return (*_block_token_ids(text, n_documents, tokenizer, indexes), n_documents)
+
+    yield from ordered_map(ids, corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES), COUNT_THREADS, "token_ids")
 
 
 def _position_index(tokens: Sequence[str]) -> Callable[[list[str]], npt.NDArray[np.int64]]:
@@ -158,31 +152,23 @@ def count_tokens(corpus: Corpus, tokenizer: Tokenizer, *, progress: bool = True)
     unmerged = 0
     documents = 0
     replaced = 0
-    pending: collections.deque[Future[tuple[pa.Table, int]]] = collections.deque()
 
-    def add_next() -> None:
-        nonlocal unmerged, replaced, parts
-        part, n_replaced = pending.popleft().result()
-        replaced += n_replaced
-        parts.append(part)
-        bar.update(pc.sum(part["n"]).as_py() or 0)
-        unmerged += part.num_rows
-        if unmerged > max(COUNT_MAX_PIECES, parts[0].num_rows):  # as many rows as merged: linear time in all
-            parts = [merged_piece_counts(parts)]
-            unmerged = 0
-
-    def count(text: bytes) -> tuple[pa.Table, int]:
-        return piece_counts(tokenizer.spaced(tokenizer.prepare(text))), text.count(_REPLACEMENT)
+    def count(joined: tuple[bytes, int]) -> tuple[pa.Table, int, int]:
+        text, n_documents = joined
+        return piece_counts(tokenizer.spaced(tokenizer.prepare(text))), text.count(_REPLACEMENT), n_documents
 
     with tqdm(desc=f"count {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
-              leave=False) as bar, ThreadPoolExecutor(COUNT_THREADS, thread_name_prefix="count") as pool:
-        for text, n_documents in corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES):
+              leave=False) as bar:
+        texts = corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES)
+        for part, n_replaced, n_documents in ordered_map(count, texts, COUNT_THREADS, "count"):
             documents += n_documents
-            pending.append(pool.submit(count, text))
-            if len(pending) > COUNT_THREADS:
-                add_next()
-        while pending:
-            add_next()
+            replaced += n_replaced
+            parts.append(part)
+            bar.update(pc.sum(part["n"]).as_py() or 0)
+            unmerged += part.num_rows
+            if unmerged > max(COUNT_MAX_PIECES, parts[0].num_rows):  # as many rows as merged: linear in all
+                parts = [merged_piece_counts(parts)]
+                unmerged = 0
     counts = tokenizer.tokens_of_pieces(merged_piece_counts(parts)) if parts else {}
     return TokenCounts(counts, sum(counts.values()), documents, replaced)
 

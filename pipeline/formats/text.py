@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import collections
 import io
 import re
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -16,6 +14,7 @@ from tqdm import tqdm
 
 from pipeline.errors import InputError
 from pipeline.formats.raw import RawRows, allocate_rows, check_finite, decode_token, open_binary, progress_total
+from pipeline.threads import ordered_map
 
 BLOCK_BYTES = 4 << 20  # each block is alive in a few copies while parsed: keep it small
 WRITE_ROWS = 2048  # rows formatted per call: small enough that both threads work on a small table
@@ -175,20 +174,11 @@ def write_text(path: Path, tokens: Sequence[str], matrix: npt.NDArray[np.float32
     rows, dim = matrix.shape
     if header:
         handle.write(f"{rows} {dim}\n".encode())
-    pending: collections.deque[tuple[int, Future[list[bytes]]]] = collections.deque()
-
-    def write_next() -> None:
-        start, future = pending.popleft()
-        lines = future.result()
+    starts = range(0, rows, WRITE_ROWS)
+    blocks = ordered_map(lambda start: _formatted_rows(matrix[start : start + WRITE_ROWS]), starts, FORMAT_THREADS,
+                         "write_text")
+    for start, lines in zip(starts, blocks, strict=True):
         handle.write(b"".join(b"%s %s\n" % (tokens[start + i].encode("utf-8"), line) for i, line in enumerate(lines)))
-
-    with ThreadPoolExecutor(FORMAT_THREADS, thread_name_prefix="write_text") as pool:
-        for start in range(0, rows, WRITE_ROWS):
-            pending.append((start, pool.submit(_formatted_rows, matrix[start : start + WRITE_ROWS])))
-            if len(pending) > FORMAT_THREADS:
-                write_next()
-        while pending:
-            write_next()
 
 
 def _formatted_rows(block: npt.NDArray[np.float32]) -> list[bytes]:
