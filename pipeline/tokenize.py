@@ -181,13 +181,13 @@ class Tokenizer:
         keep = pc.and_(pc.and_(pc.greater_equal(lengths, self.options.min_length),
                                pc.less_equal(lengths, self.options.max_length)),
                        pc.match_substring_regex(runs, "[A-Za-z]"))
-        ascii_at = np.flatnonzero(is_ascii.to_numpy(zero_copy_only=False))
-        at = [ascii_at[keep.to_numpy(zero_copy_only=False)]]
+        ascii_mask = is_ascii.to_numpy(zero_copy_only=False)
+        at = [np.flatnonzero(ascii_mask)[keep.to_numpy(zero_copy_only=False)]]
         found = [runs.filter(keep)]
         if self.options.pattern is not None and len(found[0]):
             matching = self._full_match(found[0].to_pylist())
             at[0], found[0] = at[0][matching], found[0].filter(pa.array(matching))
-        others = np.setdiff1d(np.arange(len(pieces)), ascii_at, assume_unique=True)
+        others = np.flatnonzero(~ascii_mask)
         if len(others):
             tokens, rows = self._tokens_of_others(pieces.take(pa.array(others)).cast(pa.large_binary()).to_pylist())
             at.append(others[rows])
