@@ -58,6 +58,14 @@ def sum_duplicates(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor | tf.Ind
     return tf.IndexedSlices(values, rows, gradient.dense_shape)
 
 
+def dense_rows(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor:
+    """A gradient as a dense ``rows x dim`` tensor, repeated rows' slices summed (what XLA can compile:
+    Keras' Adagrad, Adam and AdamW turn a sparse gradient dense anyway)."""
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    return tf.convert_to_tensor(gradient)
+
+
 def make_strategy(name: str, device: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy for ``train.strategy``.
 
@@ -117,6 +125,16 @@ def _inputs(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed:
     negatives = table[rng.integers(0, len(table), size=(len(centres), options.negatives))]
     return _Inputs(stream.batches, (ids, tf.TensorSpec([None, 2 * windows.window], tf.int32)),
                    stream.planned_steps(), (centres, contexts, negatives))
+
+
+def _padded(batch: tuple[npt.NDArray[Any], ...], size: int) -> tuple[npt.NDArray[Any], ...]:
+    """An sgns batch of ``size`` windows: the missing ones have centre 0 and every context masked, so
+    they add no pair, no loss and no gradient."""
+    centres, contexts = batch
+    missing = size - len(centres)
+    if missing <= 0:
+        return batch
+    return np.pad(centres, (0, missing)), np.pad(contexts, ((0, missing), (0, 0)), constant_values=-1)
 
 
 def _signature(vocab: TrainingVocab, windows: Windows, options: TrainOptions, seed: int) -> dict[str, Any]:
@@ -219,7 +237,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             anchor = pairs * anchor_penalty(w, tf.gather(anchor_values, centres), tf.gather(anchored, centres),
                                             options.anchor_mu)
             loss = tf.reduce_sum(per_window + anchor) * scale
-        optimizer.apply_gradients(zip(map(sum_duplicates, tape.gradient(loss, variables)), variables, strict=True))
+        gradients = map(dense_rows if options.compiled else sum_duplicates, tape.gradient(loss, variables))
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return tf.reduce_sum(per_window), tf.reduce_sum(pairs)
 
     def replica_glove(step: tf.Tensor, centres: tf.Tensor, context_ids: tf.Tensor, log_count: tf.Tensor,
@@ -236,6 +255,8 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         return tf.reduce_sum(per_cell), tf.cast(tf.size(centres), tf.float32)
 
     replica_step = replica_glove if options.objective == "glove" else replica_sgns
+    if options.compiled:  # one compiled shape: batches are padded to batch_size (see generate)
+        replica_step = tf.function(replica_step, jit_compile=True)
 
     def train_step_body(step: tf.Tensor, batch: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, tf.Tensor]:
         total, count = strategy.run(replica_step, args=(step, *batch))
@@ -305,7 +326,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     def generate() -> Iterator[tuple[npt.NDArray[Any], ...]]:
         for arrays, after in inputs.batches(start):
             positions.append(after)
-            yield arrays
+            yield _padded(arrays, options.batch_size) if options.compiled else arrays
 
     def save(step: int, after: Position) -> None:
         state["step"].assign(step)

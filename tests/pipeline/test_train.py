@@ -268,10 +268,34 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoin
     ("lr", -1.0, "train.lr must be positive"),
     ("batch_size", 0, "train.batch_size must be at least 1, got 0"),
     ("optimizer", "rmsprop", "train.optimizer must be one of sgd, adagrad, adam, adamw, lazy_adam"),
+    ("jit_compile", "maybe", "train.jit_compile must be one of auto, true, false, got 'maybe'"),
 ])
 def test_bad_options_are_refused_with_the_value(key: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace(".", r"\.")):
         TrainOptions(**{key: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("changes", "named"), [({"objective": "glove"}, "train=glove"),
+                                               ({"optimizer": "lazy_adam"}, "train.optimizer=lazy_adam"),
+                                               ({"strategy": "mirrored"}, "train.strategy=mirrored")])
+def test_jit_compile_true_is_refused_where_the_step_cannot_be_compiled(changes: dict[str, str], named: str) -> None:
+    with pytest.raises(ValueError, match=f"train.jit_compile=true .*{named}.*set train.jit_compile=auto"):
+        TrainOptions(jit_compile="true", **changes)  # type: ignore[arg-type]
+    assert not TrainOptions(jit_compile="auto", **changes).compiled  # type: ignore[arg-type]
+    assert TrainOptions(jit_compile="auto").compiled and not TrainOptions(jit_compile="false").compiled
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_compiled_step_trains_as_the_plain_one(setup: Setup, optimizer: str) -> None:
+    # batch_size 16 leaves a short last batch in every chunk: the compiled step sees it padded with
+    # windows of centre 0 and no context, which must add no pair and no update (row 0 is a new token)
+    plain, plain_metrics, _ = train(setup, name="plain", optimizer=optimizer, jit_compile="false", patience=0)
+    compiled, metrics, _ = train(setup, name="compiled", optimizer=optimizer, jit_compile="true", patience=0)
+    assert metrics["train/steps"] == plain_metrics["train/steps"] > 5
+    assert not np.allclose(plain, setup.vocab.vectors[: setup.vocab.trainable])
+    np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-6)  # float rounding of fused ops only
+    assert metrics["train/heldout_loss_final"] == pytest.approx(plain_metrics["train/heldout_loss_final"], rel=1e-5)
+    assert metrics["train/frozen_max_abs_diff"] == 0.0
 
 
 def test_glove_trains_and_keeps_frozen_rows(setup: Setup) -> None:
