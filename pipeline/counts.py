@@ -64,22 +64,18 @@ def token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocab
         token it does not hold); the document of each token, counted from 0 in the batch; and how
         many documents the batch holds (some may have no token).
 
-    Plain files of lines (``corpus.make_blocks``) take the route of :func:`count_tokens`: blocks
-    of whole lines cut into pieces by Arrow, each distinct piece made tokens once
-    (:meth:`Tokenizer.piece_tokens`) and looked up once. Other sources go through
-    :meth:`Tokenizer.__call__` and TensorFlow hash tables. For vocabularies of distinct tokens,
-    both give the same ids and documents once the batches are put end to end (tested); their
-    batches differ (blocks of about ``COUNT_BLOCK_BYTES`` against ``BATCH_DOCUMENTS`` documents).
+    The documents come as lines of texts (:meth:`Corpus.joined`, also what :func:`count_tokens`
+    reads): each text is cut into pieces by Arrow, each distinct piece is made tokens once
+    (:meth:`Tokenizer.piece_tokens`) and looked up once. For vocabularies of distinct tokens, the
+    ids and documents equal :func:`token_ids_tf`'s once the batches are put end to end (tested, for
+    every source); the batches differ.
     """
-    if corpus.make_blocks is None:
-        yield from _token_ids_tf(corpus, tokenizer, vocabularies)
-        return
     indexes = [vocabulary.indices if isinstance(vocabulary, EmbeddingTable) else _position_index(vocabulary)
                for vocabulary in vocabularies]
 
     def ids(joined: tuple[bytes, int]) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]:
         text, n_documents = joined
-        return (*_block_token_ids(text, n_documents, tokenizer, indexes), n_documents)
+        return (*_text_token_ids(text, n_documents, tokenizer, indexes), n_documents)
 
     yield from ordered_map(ids, corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES), COUNT_THREADS, "token_ids")
 
@@ -94,7 +90,7 @@ def _position_index(tokens: Sequence[str]) -> Callable[[list[str]], npt.NDArray[
     return indices
 
 
-def _block_token_ids(text: bytes, n_documents: int, tokenizer: Tokenizer,
+def _text_token_ids(text: bytes, n_documents: int, tokenizer: Tokenizer,
                      indexes: Sequence[Callable[[list[str]], npt.NDArray[np.int64]]],
                      ) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64]]:
     """:func:`token_ids` of one text of ``n_documents`` lines (from :meth:`Corpus.joined`)."""
@@ -116,8 +112,10 @@ def _block_token_ids(text: bytes, n_documents: int, tokenizer: Tokenizer,
     return [indices(names)[position] for indices in indexes], document
 
 
-def _token_ids_tf(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocabulary]
-                  ) -> Iterator[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]]:
+def token_ids_tf(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocabulary]
+                 ) -> Iterator[tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]]:
+    """:func:`token_ids` through :meth:`Tokenizer.__call__` on each document and TensorFlow hash tables
+    (slower; batches of ``BATCH_DOCUMENTS`` documents)."""
     lookups = [_token_lookup(vocabulary.tokens if isinstance(vocabulary, EmbeddingTable) else vocabulary)
                for vocabulary in vocabularies]
 

@@ -62,12 +62,13 @@ class Corpus:
         return self.batches(1024).unbatch()
 
     def joined(self, size: int, block_bytes: int) -> Iterator[tuple[bytes, int]]:
-        """The documents in groups: each group's documents joined by newlines, undecodable bytes replaced
-        by U+FFFD, with how many documents it holds (never 0).
+        """The documents in groups, one document per line: each group's documents joined by newlines
+        (a newline inside a document becomes a space: both only separate tokens), undecodable bytes
+        replaced by U+FFFD, with how many documents it holds (never 0).
 
         Groups are blocks of about ``block_bytes`` cut at line ends where the source reads blocks
         (``make_blocks``), else ``size`` documents. Either way every document is counted once and its
-        text is the same. tf.data reads (in its own threads, ahead of the caller); cutting, joining
+        tokens are the same. tf.data reads (in its own threads, ahead of the caller); cutting, joining
         and checking UTF-8 are done here, on bytes: a pipeline without traced functions starts in
         a fraction of the time, which is most of the cost of a small corpus.
         """
@@ -79,7 +80,8 @@ class Corpus:
                 yield _valid_text(text), documents
             return
         for documents in self.make_documents().batch(size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-            yield _valid_text(b"\n".join(documents.tolist()), by_document=documents), len(documents)
+            lines = [document.replace(b"\n", b" ") for document in documents.tolist()]
+            yield _valid_text(b"\n".join(lines), by_document=lines), len(lines)
 
 
 def _whole_lines(blocks: Iterator[tuple[bytes, bool]]) -> Iterator[tuple[bytes, int]]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,8 @@ import tensorflow as tf
 
 import pipeline.counts as counts_module
 import pipeline.tokenize as tokenize_module
-from pipeline.corpus import Corpus, files_corpus
-from pipeline.counts import count_tokens, count_tokens_tf, token_ids
+from pipeline.corpus import files_corpus
+from pipeline.counts import count_tokens, count_tokens_tf, token_ids, token_ids_tf
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer, TokenizerOptions, merged_piece_counts, piece_counts
 
@@ -144,7 +146,8 @@ def test_empty_and_blank_corpus(tmp_path: Path) -> None:
 @pytest.mark.parametrize("block_bytes", [5, 1 << 20])
 def test_token_ids_of_blocks_equal_the_tokenizers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   options: TokenizerOptions, block_bytes: int) -> None:
-    """Plain files take the Arrow route of token_ids; every id and document equals the TensorFlow route's."""
+    """Every id and document of token_ids equals the TensorFlow tokenizer's (token_ids_tf), whether the
+    file is read in blocks of lines or a document at a time."""
     text = varied_text(300, seed=5).replace("\x00", "\x01") + "\n\nlast line without a newline ΟΔΟΣ"
     path = tmp_path / "varied.txt"
     path.write_bytes(text.encode("utf-8") + b" caf\xc3 \xff")
@@ -164,11 +167,13 @@ def test_token_ids_of_blocks_equal_the_tokenizers(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", block_bytes)
     fast = flat(list(token_ids(corpus, tokenizer, [table, targets])))
-    slow = flat(list(token_ids(dataclasses.replace(corpus, make_blocks=None), tokenizer, [table, targets])))
-    for fast_ids, slow_ids in zip(fast[0], slow[0], strict=True):
-        np.testing.assert_array_equal(fast_ids, slow_ids)
-    np.testing.assert_array_equal(fast[1], slow[1])
-    assert fast[2] == slow[2] == 303
+    slow = flat(list(token_ids_tf(corpus, tokenizer, [table, targets])))
+    by_document = flat(list(token_ids(dataclasses.replace(corpus, make_blocks=None), tokenizer, [table, targets])))
+    for other in (slow, by_document):
+        for fast_ids, other_ids in zip(fast[0], other[0], strict=True):
+            np.testing.assert_array_equal(fast_ids, other_ids)
+        np.testing.assert_array_equal(fast[1], other[1])
+    assert fast[2] == slow[2] == by_document[2] == 303
     assert len(fast[1]) == sum(reference.values())  # every token has a place
     assert (fast[0][0] >= 0).any() and (fast[0][1] >= 0).any() and (fast[0][0] == -1).any()
 
@@ -187,16 +192,48 @@ def test_token_ids_of_files_and_line_ends(tmp_path: Path, files: list[bytes]) ->
     corpus = files_corpus([str(p) for p in paths])
     vocabulary = ["beta", "alpha", "delta", "gamma"]
 
-    def flat(route: Corpus) -> tuple[list[int], list[int], int]:
-        ids: list[int] = []
-        documents: list[int] = []
-        first = 0
-        for (found,), document, n in token_ids(route, Tokenizer(), [vocabulary]):
-            ids += found.tolist()
-            documents += (document + first).tolist()
-            first += n
-        return ids, documents, first
-
-    fast, slow = flat(corpus), flat(dataclasses.replace(corpus, make_blocks=None))
+    fast, slow = flat_ids(token_ids(corpus, Tokenizer(), [vocabulary])), flat_ids(
+        token_ids_tf(corpus, Tokenizer(), [vocabulary]))
     assert fast == slow
     assert fast[2] == count_tokens(corpus, Tokenizer(), progress=False).documents
+
+
+def flat_ids(batches: Iterator[tuple[list[np.ndarray], np.ndarray, int]]) -> tuple[list[int], list[int], int]:
+    """The ids in the first vocabulary and the documents of a token_ids stream, batches put end to end."""
+    ids: list[int] = []
+    documents: list[int] = []
+    first = 0
+    for found, document, n in batches:
+        ids += found[0].tolist()
+        documents += (document + first).tolist()
+        first += n
+    return ids, documents, first
+
+
+@pytest.mark.parametrize("kind", ["file", "jsonl", "gzip"])
+def test_token_ids_of_documents_with_newlines_inside(tmp_path: Path, kind: str) -> None:
+    # a document spanning lines (a whole file, a JSON field, a compressed file's lines) keeps its tokens
+    # and its number: a newline inside it only separates tokens
+    texts = ["alpha beta\ngamma\n\ndelta", "", "beta\r\nalpha\n", "gamma délta\n\nbeta caf\u00e9"]
+    if kind == "jsonl":
+        paths = [tmp_path / "docs.jsonl"]
+        paths[0].write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+        corpus = files_corpus([str(paths[0])], field="text")
+    elif kind == "gzip":
+        paths = [tmp_path / "lines.txt.gz"]
+        with gzip.open(paths[0], "wt", encoding="utf-8") as f:
+            f.write("\n".join(texts))
+        corpus = files_corpus([str(paths[0])])
+    else:
+        paths = [tmp_path / f"{i}.txt" for i in range(len(texts))]
+        for path, text in zip(paths, texts, strict=True):
+            path.write_text(text, encoding="utf-8")
+        corpus = files_corpus([str(p) for p in paths], unit="file")
+    assert corpus.make_blocks is None
+    vocabulary = ["beta", "alpha", "delta", "gamma", "café"]
+    arrow, reference = flat_ids(token_ids(corpus, Tokenizer(), [vocabulary])), flat_ids(
+        token_ids_tf(corpus, Tokenizer(), [vocabulary]))
+    assert arrow == reference
+    assert arrow[2] == count_tokens(corpus, Tokenizer(), progress=False).documents
+    if kind != "gzip":
+        assert arrow[2] == 4 and arrow[0][:4] == [1, 0, 3, 2] and arrow[1][:4] == [0, 0, 0, 0]
