@@ -70,7 +70,7 @@ class InduceOptions:
     shift_weight: float = 1.0
     ngram_min: int = 3
     ngram_max: int = 6
-    subword_ridge: float = 0.1
+    subword_ridge: float = 0.02
     subword_fit_rows: int = 200000
     selftest_size: int = 1000
     seed: int = 0

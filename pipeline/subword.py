@@ -70,7 +70,7 @@ class SubwordModel:
 
 
 def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low: int = 3, high: int = 6,
-                ridge: float = 0.1, max_iterations: int = 60, tolerance: float = 1e-2) -> SubwordModel:
+                ridge: float = 0.02, max_iterations: int = 60, tolerance: float = 2e-2) -> SubwordModel:
     """Fit n-gram vectors G minimising ||X G - E||^2 + ridge ||Z||^2 in the dual (G = X^T Z).
 
     Solved by conjugate gradient on ``(X X^T + ridge I) Z = E``, all columns at once with a step size
