@@ -112,7 +112,7 @@ def _conjugate_gradient(x: sp.csr_matrix, xt: sp.csr_matrix, target: npt.NDArray
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is reported
         product = x @ (xt @ direction)
-        product += ridge * direction
+        product += np.multiply(direction, ridge, out=scratch)
         step = power / np.maximum(np.einsum("ij,ij->j", direction, product), 1e-30)
         z += np.multiply(direction, step, out=scratch)
         residual -= np.multiply(product, step, out=scratch)

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 HELDOUT_SLICE = 16384
 NEGATIVE_POOL = 64  # negatives drawn per step and replica, shared by the step's pairs
 # options that do not change what a run computes: a checkpoint written under other values still resumes
-_RESUME_NEUTRAL = ("resume", "log_every", "checkpoint_every", "keep_checkpoints")
+_RESUME_NEUTRAL = ("resume", "log_every", "checkpoint_every", "keep_checkpoints",
+                   "jit_compile")  # what counts is whether the step is compiled: ``compiled`` in the signature
 
 
 def sum_duplicates(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor | tf.IndexedSlices:
@@ -59,8 +60,8 @@ def sum_duplicates(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor | tf.Ind
 
 
 def dense_rows(gradient: tf.Tensor | tf.IndexedSlices) -> tf.Tensor:
-    """A gradient as a dense ``rows x dim`` tensor, repeated rows' slices summed (what XLA can compile:
-    Keras' Adagrad, Adam and AdamW turn a sparse gradient dense anyway)."""
+    """A gradient as a dense ``rows x dim`` tensor, repeated rows' slices summed (what XLA can compile;
+    Keras' Adam and AdamW turn a sparse gradient dense anyway, which is why only they compile by default)."""
     if not isinstance(gradient, tf.IndexedSlices):
         return gradient
     return tf.convert_to_tensor(gradient)
@@ -146,6 +147,7 @@ def _signature(vocab: TrainingVocab, windows: Windows, options: TrainOptions, se
         if array is not None:
             values.update(np.ascontiguousarray(array).tobytes())
     chosen = {k: v for k, v in asdict(options).items() if k not in _RESUME_NEUTRAL}
+    chosen["compiled"] = options.compiled  # auto and true compile alike; rounding differs from an uncompiled step
     return {"options": chosen, "seed": seed, "tokens_sha256": digest, "vectors_sha256": values.hexdigest(),
             "trainable": vocab.trainable, "windows": [len(windows.train), len(windows.heldout)]}
 

@@ -62,12 +62,14 @@ class TrainOptions:
         log_every: steps between step metrics (loss, learning rate, pairs/s).
         strategy: ``default`` (one device), ``mirrored`` (every local device) or ``multi_worker``
             (hosts listed in ``TF_CONFIG``).
-        jit_compile: whether the ``sgns`` step is compiled by XLA, as in Keras' ``Model.compile``:
-            ``auto`` (where it can be: ``sgns``, a Keras optimizer, the ``default`` strategy), ``true``
-            (the same, and any other case is an error) or ``false``. Compiled, a step fuses the
-            optimizer's update of all trainable rows and takes about half the time on a CPU; batches
-            are padded to ``batch_size`` so that it compiles once. (XLA cannot place a mirrored
-            variable's replicas: https://www.tensorflow.org/xla/known_issues.)
+        jit_compile: whether the ``sgns`` step is compiled by XLA (the name of Keras' option):
+            ``auto`` (with ``adam`` or ``adamw`` and the ``default`` strategy, on a CPU too: Keras' Adam
+            updates every trainable row at every step, and compiled that update is fused, so a step
+            takes about half the time), ``true`` (also with ``sgd`` or ``adagrad``, whose sparse
+            updates then become dense: every trainable row is written at every step) or ``false``.
+            Batches are padded to ``batch_size`` so that the step compiles once. ``glove``,
+            ``lazy_adam`` and the mirrored strategies are never compiled (XLA cannot place a mirrored
+            variable's replicas: https://www.tensorflow.org/xla/known_issues); ``true`` refuses them.
         x_max: ``glove``: counts at or above it weigh 1.
         alpha: ``glove``: the weight is ``(count / x_max) ** alpha`` below ``x_max``.
     """
@@ -100,10 +102,15 @@ class TrainOptions:
     alpha: float = 0.75
 
     @property
+    def compilable(self) -> bool:
+        """Whether XLA can compile the training step: ``sgns``, a Keras optimizer, one device."""
+        return self.objective == "sgns" and self.optimizer != "lazy_adam" and self.strategy == "default"
+
+    @property
     def compiled(self) -> bool:
         """Whether the training step is XLA-compiled (``jit_compile``, resolved)."""
-        return (str(self.jit_compile).lower() != "false" and self.objective == "sgns"
-                and self.optimizer != "lazy_adam" and self.strategy == "default")
+        jit = str(self.jit_compile).lower()
+        return self.compilable and (jit == "true" or (jit == "auto" and self.optimizer in ("adam", "adamw")))
 
     def __post_init__(self) -> None:
         for name, allowed in (("objective", OBJECTIVES), ("context", CONTEXTS), ("optimizer", OPTIMIZERS),
@@ -113,7 +120,7 @@ class TrainOptions:
         jit = str(self.jit_compile).lower()
         if jit not in JIT_COMPILE:
             raise ValueError(f"train.jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
-        if jit == "true" and not self.compiled:
+        if jit == "true" and not self.compilable:
             raise ValueError(f"train.jit_compile=true compiles the sgns step of a Keras optimizer on one device, not "
                              f"train={self.objective} with train.optimizer={self.optimizer} and "
                              f"train.strategy={self.strategy}: set train.jit_compile=auto")

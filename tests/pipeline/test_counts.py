@@ -212,9 +212,10 @@ def flat_ids(batches: Iterator[tuple[list[np.ndarray], np.ndarray, int]]) -> tup
 
 @pytest.mark.parametrize("kind", ["file", "jsonl", "gzip"])
 def test_token_ids_of_documents_with_newlines_inside(tmp_path: Path, kind: str) -> None:
-    # a document spanning lines (a whole file, a JSON field, a compressed file's lines) keeps its tokens
-    # and its number: a newline inside it only separates tokens
-    texts = ["alpha beta\ngamma\n\ndelta", "", "beta\r\nalpha\n", "gamma délta\n\nbeta caf\u00e9"]
+    # a document spanning lines (a whole file, a JSON field) keeps its tokens and its number: a newline
+    # inside it only separates tokens; a compressed file (a document a line) takes the same route
+    texts = ["alpha beta\ngamma\n\ndelta", "", "beta\r\nalpha\n", "gamma délta\n\nbeta caf\u00e9", "\n\n",
+             "delta\rgamma"]
     if kind == "jsonl":
         paths = [tmp_path / "docs.jsonl"]
         paths[0].write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
@@ -236,4 +237,5 @@ def test_token_ids_of_documents_with_newlines_inside(tmp_path: Path, kind: str) 
     assert arrow == reference
     assert arrow[2] == count_tokens(corpus, Tokenizer(), progress=False).documents
     if kind != "gzip":
-        assert arrow[2] == 4 and arrow[0][:4] == [1, 0, 3, 2] and arrow[1][:4] == [0, 0, 0, 0]
+        assert arrow[2] == 6 and arrow[0][:4] == [1, 0, 3, 2] and arrow[1][:4] == [0, 0, 0, 0]
+        assert arrow[0][-2:] == [2, 3] and arrow[1][-2:] == [5, 5]  # after a document of newlines only

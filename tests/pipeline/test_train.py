@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from planted import NEW, planted_table, write_planted
 
+import pipeline.train.loop as loop_module
 from pipeline.adapted import append_induced
 from pipeline.corpus import files_corpus
 from pipeline.counts import TokenCounts, count_tokens
@@ -103,12 +104,16 @@ def test_windows_hold_each_trainable_occurrence_with_its_neighbours(setup: Setup
 
 
 @pytest.mark.parametrize("context", ["frozen", "mapped", "learned"])
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_only_trainable_rows_move_for_every_optimizer(setup: Setup, optimizer: str, context: str) -> None:
+@pytest.mark.parametrize(("optimizer", "jit_compile"), [(optimizer, jit) for optimizer in OPTIMIZERS
+                                                        for jit in ("true", "false") if optimizer != "lazy_adam"
+                                                        or jit == "false"])
+def test_only_trainable_rows_move_for_every_optimizer(setup: Setup, optimizer: str, jit_compile: str,
+                                                       context: str) -> None:
     # frozen rows ("of", "and", cluster words) are contexts in every batch; Adam's moments, Adagrad's
-    # accumulators and AdamW's decay would move them if they were in any optimized variable
+    # accumulators and AdamW's decay would move them if they were in any optimized variable (compiled
+    # step or not)
     vectors, metrics, directory = train(setup, optimizer=optimizer, context=context, heldout=0.0,
-                                        weight_decay=0.1)
+                                        weight_decay=0.1, jit_compile=jit_compile)
     assert metrics["train/steps"] > 5 and metrics["train/frozen_max_abs_diff"] == 0.0
     k = setup.vocab.trainable
     assert not np.allclose(vectors, setup.vocab.vectors[:k])  # the trainable rows did move
@@ -253,6 +258,14 @@ def test_resuming_under_other_options_is_refused(setup: Setup) -> None:
         train(moved, name="same", lr=0.01)
 
 
+def test_a_checkpoint_resumes_under_the_same_compilation_only(setup: Setup) -> None:
+    train(setup, name="jit")  # auto: Adam's step is compiled
+    _, metrics, _ = train(setup, name="jit", jit_compile="true")  # the same compiled step: it resumes
+    assert metrics["train/resumed"] == 1.0
+    with pytest.raises(InputError, match=r"checkpoint was written for other .*compiled"):
+        train(setup, name="jit", jit_compile="false")  # an uncompiled step rounds otherwise
+
+
 def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(setup: Setup) -> None:
     with pytest.raises(TrainingDivergedError, match=r"training diverged at step (\d+): the loss is (nan|inf)") as err:
         train(setup, name="nan", optimizer="sgd", lr=1e36, checkpoint_every=1, heldout=0.0, anchor_mu=0.0)
@@ -283,14 +296,41 @@ def test_jit_compile_true_is_refused_where_the_step_cannot_be_compiled(changes: 
         TrainOptions(jit_compile="true", **changes)  # type: ignore[arg-type]
     assert not TrainOptions(jit_compile="auto", **changes).compiled  # type: ignore[arg-type]
     assert TrainOptions(jit_compile="auto").compiled and not TrainOptions(jit_compile="false").compiled
+    # auto compiles Adam and AdamW (Keras updates every trainable row anyway); SGD and Adagrad only on true
+    assert TrainOptions(jit_compile="auto", optimizer="adamw").compiled
+    for optimizer in ("sgd", "adagrad"):
+        assert not TrainOptions(jit_compile="auto", optimizer=optimizer).compiled
+        assert TrainOptions(jit_compile="true", optimizer=optimizer).compiled
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_the_compiled_step_trains_as_the_plain_one(setup: Setup, optimizer: str) -> None:
-    # batch_size 16 leaves a short last batch in every chunk: the compiled step sees it padded with
-    # windows of centre 0 and no context, which must add no pair and no update (row 0 is a new token)
-    plain, plain_metrics, _ = train(setup, name="plain", optimizer=optimizer, jit_compile="false", patience=0)
-    compiled, metrics, _ = train(setup, name="compiled", optimizer=optimizer, jit_compile="true", patience=0)
+@pytest.mark.parametrize("first_row", ["new", "anchored"])
+def test_the_compiled_step_trains_as_the_plain_one(setup: Setup, monkeypatch: pytest.MonkeyPatch, optimizer: str,
+                                                   first_row: str) -> None:
+    # batch_size 16 leaves short batches: the compiled step sees them padded with windows of centre 0 and
+    # no context, which must add no pair, no loss and no update, also when row 0 is anchored (a shifted
+    # token: its anchor penalty must not count for the padding)
+    if first_row == "anchored":  # no new token: the shifted rows come first
+        vocab = training_vocab(setup.base, (), np.zeros((0, setup.base.dim), np.float32), SHIFTED, setup.counts)
+        corpus = files_corpus([str(setup.directory.parent / "data" / "corpus.txt")])
+        windows = extract_windows(corpus, Tokenizer(), vocab, window=3, heldout=0.2,
+                                  directory=setup.directory / "anchored_windows", progress=False)
+        setup = dataclasses.replace(setup, vocab=vocab, windows=windows)
+        assert setup.vocab.anchored[0]
+    padded: list[int] = []
+    pad = loop_module._padded
+
+    def watch(batch: tuple[np.ndarray, ...], size: int) -> tuple[np.ndarray, ...]:
+        padded.append(size - len(batch[0]))
+        return pad(batch, size)
+
+    monkeypatch.setattr(loop_module, "_padded", watch)
+    plain, plain_metrics, _ = train(setup, name="plain", optimizer=optimizer, jit_compile="false", patience=0,
+                                    anchor_mu=5.0)
+    assert not padded  # the plain step takes batches as they are
+    compiled, metrics, _ = train(setup, name="compiled", optimizer=optimizer, jit_compile="true", patience=0,
+                                 anchor_mu=5.0)
+    assert max(padded) > 0  # some batches were padded
     assert metrics["train/steps"] == plain_metrics["train/steps"] > 5
     assert not np.allclose(plain, setup.vocab.vectors[: setup.vocab.trainable])
     np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-6)  # float rounding of fused ops only
