@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,24 @@ def ngram_matrix(tokens: Sequence[str], index: dict[str, int], low: int, high: i
     unless ``grow``). Also each row's count of known n-grams.
 
     A grown index numbers n-grams in order of first appearance, so the model, its saved files and every
-    vector it gives are the same in every process (a ``set`` would follow Python's per-process string hash)."""
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, token in enumerate(tokens):
-        for gram in dict.fromkeys(char_ngrams(token, low, high)):
-            j = index.setdefault(gram, len(index)) if grow else index.get(gram)
-            if j is not None:
-                rows.append(i)
-                cols.append(j)
-    known = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(tokens))
+    vector it gives are the same in every process (a ``set`` would follow Python's per-process string hash).
+    The n-grams of all tokens are listed once and looked up by ``map`` (no per-n-gram Python loop)."""
+    grams = [list(dict.fromkeys(char_ngrams(token, low, high))) for token in tokens]
+    flat = list(chain.from_iterable(grams))
+    if grow:
+        for gram in dict.fromkeys(flat):
+            if gram not in index:
+                index[gram] = len(index)
+    cols = np.fromiter(map(index.get, flat, repeat(-1)), dtype=np.int64, count=len(flat))
+    rows = np.repeat(np.arange(len(tokens), dtype=np.int64), [len(g) for g in grams])
+    if not grow:
+        found = cols >= 0
+        rows, cols = rows[found], cols[found]
+    known = np.bincount(rows, minlength=len(tokens))
     weights = (1.0 / np.maximum(known, 1))[rows].astype(np.float32)
-    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(tokens), len(index)))
+    indptr = np.concatenate([[0], np.cumsum(known)])
+    matrix = sp.csr_matrix((weights, cols, indptr), shape=(len(tokens), len(index)))
+    matrix.sort_indices()
     return matrix, known
 
 
