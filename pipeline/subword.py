@@ -11,12 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import scipy.linalg
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from pipeline.atomic import replacing, write_text_atomic
 from pipeline.errors import InputError
 
+try:  # scipy's own kernel for a CSR matrix times dense columns, the one its `@` calls, but into our array
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # a scipy that moved it: `@` and a copy, the same numbers
+    _csr_matvecs = None
+
 CG_PARTS = 2  # column groups solved at once, one thread each
+PRECONDITIONER_RANK = 50  # size of the randomized Nystrom sketch that preconditions the CG (0: none)
+PRECONDITIONER_POWER = 2  # subspace iterations that turn the sketch towards the largest eigenvalues
 
 
 def char_ngrams(token: str, low: int, high: int) -> list[str]:
@@ -77,59 +86,142 @@ class SubwordModel:
 
 
 def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low: int = 3, high: int = 6,
-                ridge: float = 0.02, max_iterations: int = 60, tolerance: float = 2e-2) -> SubwordModel:
+                ridge: float = 0.02, max_iterations: int = 60, tolerance: float = 2e-2,
+                preconditioner_rank: int = PRECONDITIONER_RANK) -> SubwordModel:
     """Fit n-gram vectors G minimising ||X G - E||^2 + ridge ||Z||^2 in the dual (G = X^T Z).
 
-    Solved by conjugate gradient on ``(X X^T + ridge I) Z = E``, all columns at once with a step size
-    per column: every iteration is two sparse-dense products, never a dense tokens x tokens matrix.
-    The columns are solved in :data:`CG_PARTS` groups on as many threads (scipy's sparse products
-    release the GIL); each group stops when its own residual is below ``tolerance`` of its start.
-    The groups do not depend on the machine, so neither does the result. The tokens are taken in
-    sorted order: tokens that share n-grams then sit together in memory, and each sparse product
-    reads far less scattered data (a fifth less time on a 21,745-row table; the solution is the same
-    within the tolerance).
+    Solved by preconditioned conjugate gradient on ``(X X^T + ridge I) Z = E``, all columns at once
+    with a step size per column: every iteration is two sparse-dense products, never a dense
+    tokens x tokens matrix. The preconditioner is a randomized Nystrom approximation of ``X X^T``
+    (Frangella, Tropp and Udell, 2023) of rank ``preconditioner_rank``: it evens out the largest
+    eigenvalues, which the n-grams most tokens share make large, so the CG needs fewer iterations
+    (22 instead of 37 on a 21,745-row table at ridge 0.02). Its sketch is seeded, so the result
+    does not depend on the run. The columns are solved in :data:`CG_PARTS` groups on as many
+    threads (scipy's sparse products release the GIL); each group stops when its own residual is
+    below ``tolerance`` of its start. The groups do not depend on the machine, so neither does the
+    result. The tokens are taken in sorted order: tokens that share n-grams then sit together in
+    memory, and each sparse product reads far less scattered data (a fifth less time on a
+    21,745-row table; the solution is the same within the tolerance).
     """
     order = sorted(range(len(tokens)), key=tokens.__getitem__)
     index: dict[str, int] = {}
     x, _ = ngram_matrix([tokens[i] for i in order], index, low, high, grow=True)
     xt = x.T.tocsr()
     target = np.asarray(vectors, dtype=np.float32)[order]
+    preconditioner = nystrom_preconditioner(x, xt, ridge, preconditioner_rank)
     groups = [np.ascontiguousarray(part) for part in np.array_split(target, CG_PARTS, axis=1) if part.shape[1]]
-    with ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="subword_cg") as pool:  # none: no columns
-        solved = list(pool.map(lambda part: _conjugate_gradient(x, xt, part, ridge, max_iterations, tolerance),
-                               groups))
+    # one BLAS thread per group: the groups already fill the cores, and OpenBLAS's own threads would
+    # spin against them in every preconditioner product (the fit took 1.5x as long)
+    with threadpool_limits(1, user_api="blas"), \
+            ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="subword_cg") as pool:  # none: no columns
+        solved = list(pool.map(lambda part: _conjugate_gradient(x, xt, part, ridge, max_iterations, tolerance,
+                                                                preconditioner), groups))
     z = np.concatenate([part for part, _ in solved], axis=1) if solved else np.zeros_like(target)
     grams = np.asarray(xt @ z, dtype=np.float32)
     return SubwordModel(index, grams, low, high, max((n for _, n in solved), default=0))
 
 
+@dataclass(frozen=True)
+class Preconditioner:
+    """``P^-1 v = v - basis (shrink * basis^T v)``: the inverse of a Nystrom preconditioner.
+
+    Attributes:
+        basis: ``(tokens, rank)`` float32, orthonormal columns: the sketch's eigenvectors of ``X X^T``.
+        shrink: ``(rank,)`` float32, ``1 - (lambda_rank + ridge) / (lambda_i + ridge)`` for the sketch's
+            eigenvalues ``lambda_1 >= ... >= lambda_rank``; in ``[0, 1)``, so ``P^-1`` is positive definite.
+    """
+
+    basis: npt.NDArray[np.float32]
+    shrink: npt.NDArray[np.float32]
+
+    def apply(self, vectors: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``P^-1 vectors`` into ``out`` (which must not be ``vectors``)."""
+        coefficients = self.basis.T @ vectors
+        coefficients *= self.shrink[:, None]
+        np.matmul(self.basis, coefficients, out=out)
+        return np.subtract(vectors, out, out=out)
+
+
+def nystrom_preconditioner(x: sp.csr_matrix, xt: sp.csr_matrix, ridge: float, rank: int, *,
+                           power: int = PRECONDITIONER_POWER, seed: int = 0) -> Preconditioner | None:
+    """A randomized Nystrom preconditioner for ``X X^T + ridge I`` (Frangella, Tropp and Udell, 2023,
+    algorithms 2.1 and 5.1), or None when ``rank`` is 0 or the sketch is degenerate.
+
+    The sketch starts from a seeded Gaussian ``(tokens, rank)`` matrix, turned ``power`` times by
+    ``X X^T`` (subspace iteration: the eigenvalues of ``X X^T`` fall slowly, and without it the sketch
+    misses the largest). It costs ``2 (power + 1)`` sparse products of ``rank`` columns, in float64.
+    """
+    tokens = x.shape[0]
+    rank = min(rank, tokens)
+    if rank < 1:
+        return None
+    sketch, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((tokens, rank)))
+    for _ in range(power):
+        sketch, _ = np.linalg.qr(x @ (xt @ sketch))
+    image = np.asarray(x @ (xt @ sketch), dtype=np.float64)
+    shift = np.sqrt(tokens) * np.finfo(np.float64).eps * np.linalg.norm(image, 2)
+    if not shift > 0:
+        return None
+    image += shift * sketch
+    try:
+        lower = np.linalg.cholesky(sketch.T @ image)
+    except np.linalg.LinAlgError:
+        return None
+    factor = scipy.linalg.solve_triangular(lower, image.T, lower=True).T
+    basis, singular, _ = np.linalg.svd(factor, full_matrices=False)
+    eigenvalues = np.maximum(singular**2 - shift, 0.0)
+    shrink = 1.0 - (eigenvalues[-1] + ridge) / (eigenvalues + ridge)
+    return Preconditioner(np.ascontiguousarray(basis, dtype=np.float32), shrink.astype(np.float32))
+
+
 def _conjugate_gradient(x: sp.csr_matrix, xt: sp.csr_matrix, target: npt.NDArray[np.float32], ridge: float,
-                        max_iterations: int, tolerance: float) -> tuple[npt.NDArray[np.float32], int]:
+                        max_iterations: int, tolerance: float,
+                        preconditioner: Preconditioner | None = None) -> tuple[npt.NDArray[np.float32], int]:
     """``Z`` with ``(X X^T + ridge I) Z = target`` (column by column), and the iterations it took.
 
-    The updates are made in place and the column dot products by ``einsum``: no tokens x columns
-    temporary is allocated in the loop besides the sparse products' (the same numbers as without).
+    Stops when the (unpreconditioned) residual is below ``tolerance`` of the target, with or without
+    a preconditioner. The sparse products write into arrays allocated once (a fresh n-grams x columns
+    array per product costs more in page faults than the product itself, and two threads faulting at
+    once wait on each other), the other updates are made in place and the column dot products by
+    ``einsum``: the loop allocates only the preconditioner's ``rank x columns`` coefficients.
     """
     z = np.zeros_like(target)
     residual = target.copy()
-    direction = residual.copy()
     scratch = np.empty_like(target)
-    power = np.einsum("ij,ij->j", residual, residual)
-    start = float(np.sqrt(power.sum()))
+    middle = np.empty((xt.shape[0], target.shape[1]), dtype=np.float32)
+    product = np.empty_like(target)
+    preconditioned = residual if preconditioner is None else preconditioner.apply(residual, np.empty_like(target))
+    direction = preconditioned.copy()
+    power = np.einsum("ij,ij->j", residual, preconditioned)
+    start = float(np.sqrt(np.einsum("ij,ij->j", residual, residual).sum()))
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is reported
-        product = x @ (xt @ direction)
+        sparse_product(x, sparse_product(xt, direction, middle), product)
         product += np.multiply(direction, ridge, out=scratch)
         step = power / np.maximum(np.einsum("ij,ij->j", direction, product), 1e-30)
         z += np.multiply(direction, step, out=scratch)
         residual -= np.multiply(product, step, out=scratch)
-        new_power = np.einsum("ij,ij->j", residual, residual)
-        if float(np.sqrt(new_power.sum())) < tolerance * start:
+        if float(np.sqrt(np.einsum("ij,ij->j", residual, residual).sum())) < tolerance * start:
             break
+        if preconditioner is not None:
+            preconditioner.apply(residual, preconditioned)
+        new_power = np.einsum("ij,ij->j", residual, preconditioned)
         direction *= new_power / np.maximum(power, 1e-30)
-        direction += residual
+        direction += preconditioned
         power = new_power
     return z, iterations
+
+
+def sparse_product(matrix: sp.csr_matrix, dense: npt.NDArray[np.float32],
+                   out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``matrix @ dense`` written into ``out`` (C-contiguous float32 arrays, ``out`` not ``dense``)."""
+    if _csr_matvecs is None or not (dense.flags.c_contiguous and out.flags.c_contiguous):
+        np.copyto(out, matrix @ dense)
+        return out
+    out.fill(0)  # the kernel adds to it
+    _csr_matvecs(matrix.shape[0], matrix.shape[1], dense.shape[1], matrix.indptr, matrix.indices, matrix.data,
+                 dense.ravel(), out.ravel())
+    return out
 
 
 SUBWORD_VECTORS = "subword.safetensors"
