@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from pipeline.cooccurrence import sparse_counts
 from pipeline.train.data import CHUNK_WINDOWS, START, Position
 
 
@@ -22,9 +23,8 @@ def cooccurrence_cells(windows: npt.NDArray[np.int32], offsets: npt.NDArray[np.i
     for start in range(0, len(windows), CHUNK_WINDOWS * 8):
         block = np.asarray(windows[start: start + CHUNK_WINDOWS * 8])
         which, column = np.nonzero(block[:, 1:] >= 0)
-        cells = sp.csr_matrix((weight[column], (block[which, 0], block[which, 1 + column])),
-                              shape=(trainable, contexts))
-        total = total + cells
+        total = total + sparse_counts(block[which, 0], block[which, 1 + column], (trainable, contexts),
+                                      weight[column])
     total.sum_duplicates()
     return total
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from planted import CLUSTERS, planted_table, write_planted
 
 from pipeline.adapted import AdaptedTable
-from pipeline.cooccurrence import _pairs, context_counts
+from pipeline.cooccurrence import _pairs, context_counts, sparse_counts
 from pipeline.corpus import files_corpus
 from pipeline.counts import count_tokens
 from pipeline.errors import InputError
@@ -64,10 +65,20 @@ def planted(tmp_path: Path):  # noqa: ANN201
     return write_planted(tmp_path / "planted")
 
 
-def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("fold_pairs", [4_000_000, 7])
+def test_context_counts_match_a_direct_count(planted, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                                             fold_pairs: int) -> None:
+    import pipeline.cooccurrence as module
+    import pipeline.counts as counts_module
+
+    monkeypatch.setattr(module, "FOLD_PAIRS", fold_pairs)  # 7: a fold per batch, each summed into the total
+    monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", 1024)  # and many batches
+    folds: list[int] = []
+    monkeypatch.setattr(module, "sparse_counts", lambda *a: folds.append(len(a[0])) or sparse_counts(*a))
     table = planted.table
     corpus = files_corpus([str(planted.corpus_path)])
     counts = context_counts(corpus, Tokenizer(), table, ["zorblax"], window=2, progress=False)
+    assert len(folds) > (1 if fold_pairs < 100 else 0)
     expected = np.zeros(len(table))
     for line in planted.corpus_path.read_text().splitlines():
         words = Tokenizer().tokenize(line)
@@ -77,6 +88,23 @@ def test_context_counts_match_a_direct_count(planted) -> None:  # noqa: ANN001
                     if j != i and words[j] in table:
                         expected[table.index_of(words[j])] += 1
     np.testing.assert_array_equal(counts.matrix.toarray()[0], expected)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_counts_sum_repeated_pairs_as_scipy_does(weighted: bool) -> None:
+    rng = np.random.default_rng(4)
+    rows, cols = rng.integers(0, 30, size=5000), rng.integers(0, 70, size=5000)  # many repeats
+    weights = rng.random(5000) if weighted else None
+    got = sparse_counts(rows, cols, (31, 70), weights)
+    expected = sp.csr_matrix((np.ones(5000) if weights is None else weights, (rows, cols)), shape=(31, 70))
+    expected.sum_duplicates()
+    assert got.shape == (31, 70) and got.dtype == (np.float64 if weighted else np.float32)
+    assert got.has_canonical_format and got.nnz == expected.nnz
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_allclose(got.data, expected.data, rtol=1e-12)
+    empty = sparse_counts(np.zeros(0, np.int64), np.zeros(0, np.int64), (3, 4))
+    assert empty.shape == (3, 4) and empty.nnz == 0
 
 
 def test_integrity_catches_any_bit_change_of_a_frozen_row() -> None:
