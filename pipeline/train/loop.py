@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HELDOUT_SLICE = 16384
 NEGATIVE_POOL = 64  # negatives drawn per step and replica, shared by the step's pairs
+PREFETCH_BATCHES = 8  # batches the input generator prepares ahead of the step
 # options that do not change what a run computes: a checkpoint written under other values still resumes
 _RESUME_NEUTRAL = ("resume", "log_every", "checkpoint_every", "keep_checkpoints",
                    "jit_compile")  # what counts is whether the step is compiled: ``compiled`` in the signature
@@ -336,13 +337,20 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             state[name].assign(getattr(after, name))
         manager.save(checkpoint_number=step)
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=inputs.signature).prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=inputs.signature).prefetch(PREFETCH_BATCHES)
     shard = tf.data.Options()  # every worker reads the same stream and takes its part of each global batch
     shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # tf.data's autotuning thread can hold up the deletion of this iterator after an early stop for as
+    # long as it last chose to sleep, which grows with the iterator's age (2.0-2.5 s, in 4 of 8 runs on
+    # the kit); a fixed buffer keeps the generator ahead of the step just as well
+    shard.autotune.enabled = False
     dataset = dataset.with_options(shard)
-    distributed = strategy.experimental_distribute_dataset(dataset)
+    # one device: the batches go to strategy.run as they are (a distributed dataset's multi-device
+    # iterator also holds up its deletion, autotuning or not)
+    batches = dataset if isinstance(strategy, tf.distribute.OneDeviceStrategy) else \
+        strategy.experimental_distribute_dataset(dataset)
     # traced once for every batch size (a chunk's last batch is smaller): the signature is the dataset's
-    train_step = tf.function(train_step_body, input_signature=[tf.TensorSpec([], tf.int64), distributed.element_spec])
+    train_step = tf.function(train_step_body, input_signature=[tf.TensorSpec([], tf.int64), batches.element_spec])
     step = int(state["step"])
     per_epoch = inputs.planned_steps / (options.epochs * options.evals_per_epoch)
     eval_interval = options.eval_every or max(1, round(per_epoch))
@@ -354,7 +362,7 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     started = time.perf_counter()
     with tqdm(total=inputs.planned_steps, initial=step, desc=f"train {options.objective}", unit="step",
               disable=not progress or None, leave=False) as bar:
-        for batch in distributed:
+        for batch in batches:
             total, count = train_step(tf.constant(step, dtype=tf.int64), batch)
             step += 1
             after = positions.popleft()
