@@ -248,33 +248,42 @@ class WindowStream:
             npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """Some windows with their contexts masked (subsampling, each centre's drawn width), shuffled;
         windows left without a context are dropped."""
-        w = self.windows.window
+        use = self._used_contexts(windows, rng)
+        masked = np.where(use, windows[:, 1:], -1).astype(np.int32)
+        order = rng.permutation(np.flatnonzero(use.any(axis=1)))
+        return windows[:, 0][order], masked[order]
+
+    def _used_contexts(self, windows: npt.NDArray[np.int32], rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+        """Which contexts of ``windows`` survive subsampling and the drawn widths: the first draws of
+        :meth:`chunk_windows`, in its order."""
         centre = windows[:, 0]
         context = windows[:, 1:]
-        width = rng.integers(1, w + 1, size=len(windows))
+        width = rng.integers(1, self.windows.window + 1, size=len(windows))
         near = np.abs(self.windows.offsets)[None, :] <= width[:, None]
         kept_centre = rng.random(len(windows)) < self.keep[centre]
         kept_context = rng.random(context.shape) < self.keep[np.maximum(context, 0)]
-        use = near & kept_context & (context >= 0) & kept_centre[:, None]
-        masked = np.where(use, context, -1).astype(np.int32)
-        order = rng.permutation(np.flatnonzero(use.any(axis=1)))
-        return centre[order], masked[order]
+        return near & kept_context & (context >= 0) & kept_centre[:, None]
 
-    def chunk(self, epoch: int, chunk: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
-        """The masked, shuffled windows of one chunk of one epoch (a pure function of seed, epoch, chunk)."""
+    def _drawn(self, epoch: int, chunk: int) -> tuple[npt.NDArray[np.int32], np.random.Generator]:
+        """The windows of one chunk of one epoch, and the generator its masks and order are drawn from."""
         if self._order[0] != epoch:
             self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.windows.train)))
         picked = np.sort(self._order[1][chunk * CHUNK_WINDOWS: (chunk + 1) * CHUNK_WINDOWS])
-        rng = np.random.default_rng([self.seed, epoch, chunk])
-        return self.chunk_windows(np.asarray(self.windows.train[picked]), rng)
+        return np.asarray(self.windows.train[picked]), np.random.default_rng([self.seed, epoch, chunk])
+
+    def chunk(self, epoch: int, chunk: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The masked, shuffled windows of one chunk of one epoch (a pure function of seed, epoch, chunk)."""
+        return self.chunk_windows(*self._drawn(epoch, chunk))
 
     def planned_steps(self) -> int:
-        """The exact number of steps of all epochs (at least 1): every chunk is drawn once to count its
-        windows, so the learning rate reaches ``min_lr`` at the last step."""
+        """The exact number of steps of all epochs (at least 1): the masks of every chunk are drawn once
+        to count the windows it keeps, so the learning rate reaches ``min_lr`` at the last step (the
+        masking and shuffling that :meth:`chunk` adds change no count)."""
         steps = 0
         for epoch in range(self.epochs):
             for chunk in range(self.chunks):
-                steps += -(-len(self.chunk(epoch, chunk)[0]) // self.batch_size)
+                kept = int(self._used_contexts(*self._drawn(epoch, chunk)).any(axis=1).sum())
+                steps += -(-kept // self.batch_size)
         return max(1, steps)
 
     def batches(self, start: Position = START) -> Iterator[tuple[tuple[npt.NDArray[np.generic], ...], Position]]:
