@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +53,11 @@ class InduceOptions:
         ngram_min: shortest character n-gram.
         ngram_max: longest character n-gram.
         subword_ridge: ridge term of the subword fit.
+        morphology_weight: weight of the unit vector of a token's table base, added to its unit induced
+            vector: the mean of its parts' rows for a compound whose every part is a table token
+            (``big-endian``, ``read_only``), else the row of the table token it inflects (``buffers``
+            -> ``buffer``, ``caching`` -> ``cache``; :data:`SUFFIXES`). A token with a base and no other
+            vector is placed by its base alone. 0: off. Not for ``mean_context`` and ``random``.
         subword_fit_rows: the subword model learns from at most this many leading table rows.
         selftest_size: frequent table tokens held out, induced as if new and compared with their
             true vectors (0: no self-test).
@@ -71,6 +77,7 @@ class InduceOptions:
     ngram_min: int = 3
     ngram_max: int = 6
     subword_ridge: float = 0.02
+    morphology_weight: float = 1.0
     subword_fit_rows: int = 200000
     selftest_size: int = 1000
     seed: int = 0
@@ -85,7 +92,8 @@ class InduceOptions:
         for name in ("min_contexts", "fit_min_count", "subword_fit_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"induce.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("ridge", "subword_weight", "shift_weight", "subword_ridge", "selftest_size", "fit_weight"):
+        for name in ("ridge", "subword_weight", "shift_weight", "subword_ridge", "selftest_size", "fit_weight",
+                     "morphology_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"induce.{name} must be >= 0, got {getattr(self, name)}")
         if self.sif_a <= 0:
@@ -142,6 +150,48 @@ def context_weights(table: EmbeddingTable, counts: TokenCounts, options: InduceO
         weights = options.sif_a / (options.sif_a + p)
     weights[hidden] = 0.0
     return weights
+
+
+SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("d", ""),
+            ("ers", ""), ("er", ""), ("ly", ""))  # (suffix, what replaces it), tried in this order
+_COMPOUND = re.compile(r"[-_]")
+
+
+def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Sequence[str] = ()
+                     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """Each token's unit base vector from the table (zeros where it has none) and whether it has one.
+
+    A compound of two or more parts joined by ``-`` or ``_``, every part a table token, has the mean of
+    its parts' unit rows. Otherwise a token that ends in one of :data:`SUFFIXES`, whose stem (at least
+    three characters, with the suffix's replacement) is a table token, has that token's unit row.
+    ``hidden`` tokens are not bases (the self-test holds them out).
+    """
+    hide = set(hidden)
+    bases = np.zeros((len(tokens), table.dim), dtype=np.float64)
+    found = np.zeros(len(tokens), dtype=bool)
+
+    def row(token: str) -> int:
+        return -1 if token in hide or token not in table else table.index_of(token)
+
+    for i, token in enumerate(tokens):
+        parts = [part for part in _COMPOUND.split(token) if part]
+        rows: list[int] = []
+        if len(parts) >= 2:
+            rows = [row(part) for part in parts]
+            if min(rows) < 0:
+                rows = []
+        if not rows:
+            for suffix, replacement in SUFFIXES:
+                if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+                    stem_row = row(token[: -len(suffix)] + replacement)
+                    if stem_row >= 0:
+                        rows = [stem_row]
+                        break
+        if rows:
+            bases[i] = _unit(np.asarray(table.matrix[rows], dtype=np.float64)).mean(axis=0)
+            bases[i] /= max(float(np.linalg.norm(bases[i])), 1e-12)
+            found[i] = True
+    return bases, found
 
 
 def induce_vectors(
@@ -223,6 +273,14 @@ def induce_vectors(
             else:
                 vectors[i] = context_vectors[i]
                 labels.append("alacarte")
+    if options.morphology_weight > 0 and method in ("auto", "alacarte", "subword"):
+        bases, based = morphology_bases(table, tokens, hidden)
+        for j in map(int, np.flatnonzero(based)):
+            if placed[j]:
+                vectors[j] = _unit(vectors[j][None, :])[0] + options.morphology_weight * bases[j]
+                labels[j] += "+morphology"
+            else:
+                vectors[j], placed[j], labels[j] = bases[j], True, "morphology"
     unplaced = tuple(t for t, ok in zip(tokens, placed, strict=True) if not ok)
     if unplaced:
         log.warning("%d new tokens could not be placed by %s (no in-table context%s); they get no vector (e.g. %s)",

@@ -21,7 +21,7 @@ from pipeline.cooccurrence import context_counts
 from pipeline.corpus import files_corpus
 from pipeline.counts import TokenCounts, count_tokens
 from pipeline.errors import InputError
-from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors, place_shifted
+from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors, morphology_bases, place_shifted
 from pipeline.neighbours import nearest
 from pipeline.selftest import held_out_tokens, induce_and_test, self_test
 from pipeline.subword import SubwordModel, fit_subword
@@ -58,7 +58,7 @@ def test_auto_blends_subword_and_falls_back_to_it_for_rare_contexts(planted: Pla
     text = planted.corpus_path.read_text() + "applez\n" * 5 + "apricots almond anise apple\n" * 5
     (tmp_path / "c.txt").write_text(text)  # applez: never beside a table token; apricots: among cluster a
     induced, _, _ = induce_all(planted.table, tmp_path / "c.txt", [*NEW, "applez", "apricots"],
-                               InduceOptions(window=3))
+                               InduceOptions(window=3, morphology_weight=0.0))  # apricots inflects apricot
     methods = dict(zip(induced.tokens, induced.methods, strict=True))
     assert methods == {"zorblax": "alacarte", "quuxify": "alacarte",  # no n-gram shared with the table
                        "applez": "subword", "apricots": "alacarte+subword"}
@@ -66,6 +66,56 @@ def test_auto_blends_subword_and_falls_back_to_it_for_rare_contexts(planted: Pla
     apple = planted.table.vector("apple")
     cosine = float(vectors["applez"] @ apple / np.linalg.norm(vectors["applez"]) / np.linalg.norm(apple))
     assert cosine > 0.5  # shares <ap, app, appl, pple … with apple
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_morphology_bases_are_compound_parts_or_the_inflected_table_token() -> None:
+    rng = np.random.default_rng(5)
+    words = ["buffer", "cache", "library", "big", "endian", "read", "only", "us"]
+    table = EmbeddingTable(words, rng.normal(size=(len(words), 8)).astype(np.float32))
+    unit = {w: table.vector(w) / np.linalg.norm(table.vector(w)) for w in words}
+    tokens = ["buffers", "caching", "libraries", "big-endian", "read_only", "big-bang", "uses", "zzz", "bigs"]
+    bases, found = morphology_bases(table, tokens)
+    assert found.tolist() == [True, True, True, True, True, False, False, False, True]
+    np.testing.assert_allclose(bases[0], unit["buffer"], rtol=1e-6)
+    np.testing.assert_allclose(bases[1], unit["cache"], rtol=1e-6)  # caching -> cach(e)
+    np.testing.assert_allclose(bases[2], unit["library"], rtol=1e-6)
+    compound = (unit["big"] + unit["endian"]) / np.linalg.norm(unit["big"] + unit["endian"])
+    np.testing.assert_allclose(bases[3], compound, rtol=1e-6)
+    assert not bases[5].any()  # "bang" is not a table token; "big-ban" is no inflection either
+    assert not bases[6].any()  # the stem "u" is shorter than three characters
+    # held-out tokens are not bases: the self-test must not see their rows
+    _, found = morphology_bases(table, ["buffers", "big-endian"], hidden=["buffer", "endian"])
+    assert not found.any()
+
+
+def test_morphology_moves_induced_vectors_toward_their_base_and_places_tokens_alone(planted: Planted,
+                                                                                     tmp_path: Path) -> None:
+    text = planted.corpus_path.read_text() + "apricots almond anise apple\n" * 5 + "qq-zz\n" * 5
+    (tmp_path / "c.txt").write_text(text)
+    table = planted.table
+    table = table.append(["qq", "zz"], np.stack([table.vector("apple"), table.vector("bolt")]))
+    tokens = ["apricots", "qq-zz", "zorblax"]
+    # 7-grams only: qq-zz shares none with the table, so nothing but its parts can place it
+    options = InduceOptions(window=3, ngram_min=7, ngram_max=7)
+    off, _, _ = induce_all(table, tmp_path / "c.txt", tokens, dataclasses.replace(options, morphology_weight=0.0))
+    on, _, _ = induce_all(table, tmp_path / "c.txt", tokens, options)
+    methods = dict(zip(on.tokens, on.methods, strict=True))
+    assert methods["apricots"] == "alacarte+subword+morphology"
+    assert methods["zorblax"] == dict(zip(off.tokens, off.methods, strict=True))["zorblax"]  # no base: unchanged
+    assert "qq-zz" not in off.tokens and methods["qq-zz"] == "morphology"  # no context, no n-gram: the base alone
+    v_on, v_off = dict(zip(on.tokens, on.vectors, strict=True)), dict(zip(off.tokens, off.vectors, strict=True))
+    apricot = table.vector("apricot")
+    assert _cosine(v_on["apricots"], apricot) > _cosine(v_off["apricots"], apricot)
+    np.testing.assert_array_equal(v_on["zorblax"], v_off["zorblax"])
+    expected = table.vector("apple") / np.linalg.norm(table.vector("apple")) + \
+        table.vector("bolt") / np.linalg.norm(table.vector("bolt"))
+    assert _cosine(v_on["qq-zz"], expected) > 0.9999
+    with pytest.raises(ValueError, match="induce.morphology_weight must be >= 0"):
+        InduceOptions(morphology_weight=-1.0)
 
 
 def test_shifted_tokens_start_between_their_pretrained_row_and_their_domain_vector(
