@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from pipeline.corpus import Corpus
-from pipeline.counts import token_ids
+from pipeline.counts import mapped_token_ids
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
@@ -144,9 +144,13 @@ def context_counts(
 
     with tqdm(desc=f"contexts {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
               leave=False) as bar:
-        for (context, target), document, _ in token_ids(corpus, tokenizer, [table, targets]):
-            bar.update(len(context))
-            rows, cols = _pairs(context, target, document, window)
+        def pairs(ids: list[npt.NDArray[np.int64]], document: npt.NDArray[np.int64],
+                  _: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+            context, target = ids
+            return (*_pairs(context, target, document, window), len(context))
+
+        for rows, cols, tokens in mapped_token_ids(corpus, tokenizer, [table, targets], pairs):
+            bar.update(tokens)
             rows_seen.append(rows)
             cols_seen.append(cols)
             pending += len(rows)

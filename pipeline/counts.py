@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ COUNT_BLOCK_BYTES = 1 << 20  # or bytes of whole lines, where the source reads l
 COUNT_THREADS = 2  # texts counted (or made ids) at once: Arrow's kernels run outside the GIL
 COUNT_MAX_PIECES = 1 << 18  # distinct pieces counted text by text (a few MiB in Arrow) before a merge, at least
 _REPLACEMENT = "\ufffd".encode()  # U+FFFD: lowercasing neither makes nor removes one
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,20 @@ def token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocab
     ids and documents equal :func:`token_ids_tf`'s once the batches are put end to end (tested, for
     every source); the batches differ.
     """
+    yield from mapped_token_ids(corpus, tokenizer, vocabularies, lambda ids, document, n: (ids, document, n))
+
+
+def mapped_token_ids(corpus: Corpus, tokenizer: Tokenizer, vocabularies: Sequence[Vocabulary],
+                     then: Callable[[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int], Result]
+                     ) -> Iterator[Result]:
+    """``then`` of each batch of :func:`token_ids`, computed on the thread that made the batch (numpy's work
+    on one batch runs beside the tokenizing of the next) and yielded in the corpus's order."""
     indexes = [vocabulary.indices if isinstance(vocabulary, EmbeddingTable) else _position_index(vocabulary)
                for vocabulary in vocabularies]
 
-    def ids(joined: tuple[bytes, int]) -> tuple[list[npt.NDArray[np.int64]], npt.NDArray[np.int64], int]:
+    def ids(joined: tuple[bytes, int]) -> Result:
         text, n_documents = joined
-        return (*_text_token_ids(text, n_documents, tokenizer, indexes), n_documents)
+        return then(*_text_token_ids(text, n_documents, tokenizer, indexes), n_documents)
 
     yield from ordered_map(ids, corpus.joined(COUNT_BATCH_DOCUMENTS, COUNT_BLOCK_BYTES), COUNT_THREADS, "token_ids")
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from pipeline.cooccurrence import neighbour_ids, window_offsets
 from pipeline.corpus import Corpus
-from pipeline.counts import TokenCounts, token_ids
+from pipeline.counts import TokenCounts, mapped_token_ids
 from pipeline.table import EmbeddingTable
 from pipeline.tokenize import Tokenizer
 
@@ -170,17 +170,23 @@ def extract_windows(corpus: Corpus, tokenizer: Tokenizer, vocab: TrainingVocab, 
     with (open(paths["train"], "wb") as train_file, open(paths["heldout"], "wb") as heldout_file,
           tqdm(desc=f"windows {corpus.name}", unit="tok", unit_scale=True, disable=not progress or None,
                leave=False) as bar):
-        for (local,), document, n_documents in token_ids(corpus, tokenizer, [vocab.tokens]):
-            bar.update(len(local))
-            document = document + first_document
-            first_document += int(n_documents)
+        def windows_of(ids: list[npt.NDArray[np.int64]], document: npt.NDArray[np.int64], n_documents: int
+                       ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], int, int]:
+            """A batch's windows and their centres' documents (counted in the batch), on a worker thread."""
+            (local,) = ids
             centres = np.flatnonzero((local >= 0) & (local < vocab.trainable))
-            if not len(centres):
-                continue
             rows = np.empty((len(centres), width), dtype=np.int32)
             rows[:, 0] = local[centres]
             rows[:, 1:] = neighbour_ids(local, document, centres, offsets)
-            held = _heldout_documents(document[centres], heldout)
+            return rows, document[centres], n_documents, len(local)
+
+        for rows, document, n_documents, tokens in mapped_token_ids(corpus, tokenizer, [vocab.tokens], windows_of):
+            bar.update(tokens)
+            document = document + first_document
+            first_document += int(n_documents)
+            if not len(rows):
+                continue
+            held = _heldout_documents(document, heldout)
             for name, part, handle in (("train", rows[~held], train_file), ("heldout", rows[held], heldout_file)):
                 handle.write(np.ascontiguousarray(part).tobytes())
                 sizes[name] += len(part)
