@@ -46,7 +46,12 @@ def sparse_counts(rows: npt.NDArray[np.integer], cols: npt.NDArray[np.integer], 
     pairs are sorted once as ``row * columns + column`` keys (numpy's vectorised sort), where scipy
     sorts row by row: a third of the time on the kit's 7.0M context pairs (0.09 s against 0.28-0.51 s).
     """
-    keys = np.asarray(rows, dtype=np.int64) * shape[1] + np.asarray(cols, dtype=np.int64)
+    rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    for name, ids, size in (("row", rows, shape[0]), ("column", cols, shape[1])):
+        if len(ids) and not (int(ids.min()) >= 0 and int(ids.max()) < size):
+            raise ValueError(f"sparse_counts: a {name} id outside 0..{size - 1} "
+                             f"(min {int(ids.min())}, max {int(ids.max())})")
+    keys = rows * shape[1] + cols
     if weights is None:
         keys = np.sort(keys)
     else:

@@ -152,9 +152,17 @@ def context_weights(table: EmbeddingTable, counts: TokenCounts, options: InduceO
     return weights
 
 
-SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"), ("d", ""),
-            ("ers", ""), ("er", ""), ("ly", ""))  # (suffix, what replaces it), tried in this order
+# (suffix, what replaces it), tried in this order: the longer stem first (modes -> mode before mod,
+# coded -> code before cod, caching -> cache before cach)
+SUFFIXES = (("ies", "y"), ("s", ""), ("es", ""), ("d", ""), ("ed", ""), ("ing", "e"), ("ing", ""),
+            ("ers", ""), ("er", ""), ("ly", ""))
 _COMPOUND = re.compile(r"[-_]")
+
+
+def _row_scale(table: EmbeddingTable) -> float:
+    """The median norm of the table's first rows (at most 100,000)."""
+    rows = np.asarray(table.matrix[: min(len(table), 100000)], dtype=np.float64)
+    return float(np.median(np.linalg.norm(rows, axis=1))) if len(rows) else 1.0
 
 
 def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Sequence[str] = ()
@@ -164,7 +172,7 @@ def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Seque
     A compound of two or more parts joined by ``-`` or ``_``, every part a table token, has the mean of
     its parts' unit rows. Otherwise a token that ends in one of :data:`SUFFIXES`, whose stem (at least
     three characters, with the suffix's replacement) is a table token, has that token's unit row.
-    ``hidden`` tokens are not bases (the self-test holds them out).
+    ``hidden`` tokens are not bases (the self-test holds them out), nor are rows of zeros.
     """
     hide = set(hidden)
     bases = np.zeros((len(tokens), table.dim), dtype=np.float64)
@@ -182,15 +190,15 @@ def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Seque
                 rows = []
         if not rows:
             for suffix, replacement in SUFFIXES:
-                if token.endswith(suffix) and len(token) - len(suffix) >= 3:
-                    stem_row = row(token[: -len(suffix)] + replacement)
-                    if stem_row >= 0:
-                        rows = [stem_row]
-                        break
+                stem = token[: -len(suffix)] + replacement
+                if token.endswith(suffix) and len(stem) >= 3 and stem != token and row(stem) >= 0:
+                    rows = [row(stem)]
+                    break
         if rows:
-            bases[i] = _unit(np.asarray(table.matrix[rows], dtype=np.float64)).mean(axis=0)
-            bases[i] /= max(float(np.linalg.norm(bases[i])), 1e-12)
-            found[i] = True
+            mean = _unit(np.asarray(table.matrix[rows], dtype=np.float64)).mean(axis=0)
+            norm = float(np.linalg.norm(mean))
+            if norm > 0:
+                bases[i], found[i] = mean / norm, True
     return bases, found
 
 
@@ -273,14 +281,17 @@ def induce_vectors(
             else:
                 vectors[i] = context_vectors[i]
                 labels.append("alacarte")
-    if options.morphology_weight > 0 and method in ("auto", "alacarte", "subword"):
+    if options.morphology_weight > 0 and options.method in ("auto", "alacarte", "subword"):
         bases, based = morphology_bases(table, tokens, hidden)
+        scale = _row_scale(table)  # a vector placed by its base alone gets the table's typical norm
         for j in map(int, np.flatnonzero(based)):
-            if placed[j]:
-                vectors[j] = _unit(vectors[j][None, :])[0] + options.morphology_weight * bases[j]
+            if placed[j]:  # toward the base, keeping the norm the method gave
+                norm = float(np.linalg.norm(vectors[j]))
+                moved = _unit(vectors[j][None, :])[0] + options.morphology_weight * bases[j]
+                vectors[j] = _unit(moved[None, :])[0] * norm
                 labels[j] += "+morphology"
             else:
-                vectors[j], placed[j], labels[j] = bases[j], True, "morphology"
+                vectors[j], placed[j], labels[j] = bases[j] * scale, True, "morphology"
     unplaced = tuple(t for t, ok in zip(tokens, placed, strict=True) if not ok)
     if unplaced:
         log.warning("%d new tokens could not be placed by %s (no in-table context%s); they get no vector (e.g. %s)",

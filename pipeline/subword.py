@@ -98,10 +98,12 @@ def fit_subword(tokens: Sequence[str], vectors: npt.NDArray[np.float32], *, low:
     (22 instead of 37 on a 21,745-row table at ridge 0.02). Its sketch is seeded, so the result
     does not depend on the run. The columns are solved in :data:`CG_PARTS` groups on as many
     threads (scipy's sparse products release the GIL); each group stops when its own residual is
-    below ``tolerance`` of its start. The groups do not depend on the machine, so neither does the
-    result. The tokens are taken in sorted order: tokens that share n-grams then sit together in
-    memory, and each sparse product reads far less scattered data (a fifth less time on a
-    21,745-row table; the solution is the same within the tolerance).
+    below ``tolerance`` of its start. The groups do not depend on the machine, and the result is the
+    same in every run on one machine; another BLAS build may round the preconditioner's products
+    differently (a checkpoint's resume check then refuses the changed starting vectors). The tokens
+    are taken in sorted order: tokens that share n-grams then sit together in memory, and each
+    sparse product reads far less scattered data (a fifth less time on a 21,745-row table; the
+    solution is the same within the tolerance).
     """
     order = sorted(range(len(tokens)), key=tokens.__getitem__)
     index: dict[str, int] = {}
@@ -214,8 +216,10 @@ def _conjugate_gradient(x: sp.csr_matrix, xt: sp.csr_matrix, target: npt.NDArray
 
 def sparse_product(matrix: sp.csr_matrix, dense: npt.NDArray[np.float32],
                    out: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """``matrix @ dense`` written into ``out`` (C-contiguous float32 arrays, ``out`` not ``dense``)."""
-    if _csr_matvecs is None or not (dense.flags.c_contiguous and out.flags.c_contiguous):
+    """``matrix @ dense`` written into ``out`` (not ``dense``): by scipy's kernel when the three share a dtype
+    and both arrays are C-contiguous, else by ``@`` and a copy."""
+    if _csr_matvecs is None or not (dense.flags.c_contiguous and out.flags.c_contiguous
+                                    and matrix.dtype == dense.dtype == out.dtype):
         np.copyto(out, matrix @ dense)
         return out
     out.fill(0)  # the kernel adds to it

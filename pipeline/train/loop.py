@@ -338,15 +338,16 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
         manager.save(checkpoint_number=step)
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=inputs.signature).prefetch(PREFETCH_BATCHES)
-    shard = tf.data.Options()  # every worker reads the same stream and takes its part of each global batch
-    shard.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset_options = tf.data.Options()
+    # every worker reads the same stream and takes its part of each global batch
+    dataset_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # tf.data's autotuning thread can hold up the deletion of this iterator after an early stop for as
     # long as it last chose to sleep, which grows with the iterator's age (2.0-2.5 s, in 4 of 8 runs on
     # the kit); a fixed buffer keeps the generator ahead of the step just as well
-    shard.autotune.enabled = False
-    dataset = dataset.with_options(shard)
+    dataset_options.autotune.enabled = False
+    dataset = dataset.with_options(dataset_options)
     # one device: the batches go to strategy.run as they are (a distributed dataset's multi-device
-    # iterator also holds up its deletion, autotuning or not)
+    # iterator also holds up its deletion, autotuning or not); on a GPU each step copies its batch there
     batches = dataset if isinstance(strategy, tf.distribute.OneDeviceStrategy) else \
         strategy.experimental_distribute_dataset(dataset)
     # traced once for every batch size (a chunk's last batch is smaller): the signature is the dataset's

@@ -74,19 +74,26 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_morphology_bases_are_compound_parts_or_the_inflected_table_token() -> None:
     rng = np.random.default_rng(5)
-    words = ["buffer", "cache", "library", "big", "endian", "read", "only", "us"]
-    table = EmbeddingTable(words, rng.normal(size=(len(words), 8)).astype(np.float32))
-    unit = {w: table.vector(w) / np.linalg.norm(table.vector(w)) for w in words}
-    tokens = ["buffers", "caching", "libraries", "big-endian", "read_only", "big-bang", "uses", "zzz", "bigs"]
+    words = ["buffer", "cache", "library", "big", "endian", "read", "only", "mode", "mod", "zero"]
+    matrix = rng.normal(size=(len(words), 8)).astype(np.float32)
+    matrix[words.index("zero")] = 0.0
+    table = EmbeddingTable(words, matrix)
+    unit = {w: table.vector(w) / np.linalg.norm(table.vector(w)) for w in words if w != "zero"}
+    tokens = ["buffers", "caching", "libraries", "big-endian", "read_only", "big-bang", "us", "zzz", "bigs",
+              "modes", "zeros", "-", "a--b", "big--endian", "mode"]
     bases, found = morphology_bases(table, tokens)
-    assert found.tolist() == [True, True, True, True, True, False, False, False, True]
+    assert found.tolist() == [True, True, True, True, True, False, False, False, True,
+                              True, False, False, False, True, False]
+    np.testing.assert_allclose(bases[9], unit["mode"], rtol=1e-6)  # modes -> mode, not mod
+    assert not bases[10].any()  # a row of zeros is no base
+    np.testing.assert_allclose(bases[13], bases[3], rtol=1e-6)  # empty parts between hyphens are dropped
     np.testing.assert_allclose(bases[0], unit["buffer"], rtol=1e-6)
     np.testing.assert_allclose(bases[1], unit["cache"], rtol=1e-6)  # caching -> cach(e)
     np.testing.assert_allclose(bases[2], unit["library"], rtol=1e-6)
     compound = (unit["big"] + unit["endian"]) / np.linalg.norm(unit["big"] + unit["endian"])
     np.testing.assert_allclose(bases[3], compound, rtol=1e-6)
     assert not bases[5].any()  # "bang" is not a table token; "big-ban" is no inflection either
-    assert not bases[6].any()  # the stem "u" is shorter than three characters
+    assert not bases[6].any()  # "us": its stem "u" is shorter than three characters
     # held-out tokens are not bases: the self-test must not see their rows
     _, found = morphology_bases(table, ["buffers", "big-endian"], hidden=["buffer", "endian"])
     assert not found.any()
@@ -114,8 +121,26 @@ def test_morphology_moves_induced_vectors_toward_their_base_and_places_tokens_al
     expected = table.vector("apple") / np.linalg.norm(table.vector("apple")) + \
         table.vector("bolt") / np.linalg.norm(table.vector("bolt"))
     assert _cosine(v_on["qq-zz"], expected) > 0.9999
+    # the method's norm is kept; a token placed by its base alone gets the table's median row norm
+    assert np.linalg.norm(v_on["apricots"]) == pytest.approx(np.linalg.norm(v_off["apricots"]), rel=1e-5)
+    median = float(np.median(np.linalg.norm(np.asarray(table.matrix, dtype=np.float64), axis=1)))
+    assert np.linalg.norm(v_on["qq-zz"]) == pytest.approx(median, rel=1e-5)
     with pytest.raises(ValueError, match="induce.morphology_weight must be >= 0"):
         InduceOptions(morphology_weight=-1.0)
+
+
+def test_the_self_test_hides_its_held_out_rows_from_the_bases(planted: Planted) -> None:
+    table = planted.table
+    table = table.append(["apricots"], table.vector("apricot")[None, :] * 1.01)  # a held-out inflection
+    text = planted.corpus_path.read_text() + "apricots almond anise apple\n" * 5
+    corpus_path = planted.corpus_path.parent / "more.txt"
+    corpus_path.write_text(text)
+    options = InduceOptions(window=3)
+    _, contexts, counts = induce_all(table, corpus_path, [], options)
+    induced = induce_vectors(contexts, table, counts, ("apricots",), options, hidden=("apricots", "apricot"))
+    assert induced.methods == ("alacarte+subword",)  # its base, apricot, is held out with it
+    induced = induce_vectors(contexts, table, counts, ("apricots",), options, hidden=("apricots",))
+    assert induced.methods == ("alacarte+subword+morphology",)
 
 
 def test_shifted_tokens_start_between_their_pretrained_row_and_their_domain_vector(

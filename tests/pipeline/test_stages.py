@@ -105,6 +105,10 @@ def test_sparse_counts_sum_repeated_pairs_as_scipy_does(weighted: bool) -> None:
     np.testing.assert_allclose(got.data, expected.data, rtol=1e-12)
     empty = sparse_counts(np.zeros(0, np.int64), np.zeros(0, np.int64), (3, 4))
     assert empty.shape == (3, 4) and empty.nnz == 0
+    with pytest.raises(ValueError, match=r"a column id outside 0..69 \(min 0, max 70\)"):
+        sparse_counts(np.array([0, 1]), np.array([0, 70]), (31, 70))  # would land in the next row's cell
+    with pytest.raises(ValueError, match="a row id outside 0..30"):
+        sparse_counts(np.array([-1]), np.array([0]), (31, 70))
 
 
 def test_integrity_catches_any_bit_change_of_a_frozen_row() -> None:

@@ -82,4 +82,13 @@ def test_sparse_product_writes_into_out_and_overwrites_it() -> None:
     assert sparse_product(matrix, dense, out) is out
     np.testing.assert_allclose(out, matrix @ dense, rtol=1e-6)
     strided = np.asfortranarray(dense)  # not C-contiguous: the public route
+    out.fill(7.0)
     np.testing.assert_allclose(sparse_product(matrix, strided, out), matrix @ dense, rtol=1e-6)
+    out.fill(7.0)  # float64 input: the public route too (the kernel wants one dtype)
+    np.testing.assert_allclose(sparse_product(matrix, dense.astype(np.float64), out), matrix @ dense,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_a_degenerate_sketch_gives_no_preconditioner() -> None:
+    empty = sp.csr_matrix((4, 6), dtype=np.float32)  # X X^T = 0: nothing to sketch
+    assert nystrom_preconditioner(empty, empty.T.tocsr(), 0.02, 3) is None
