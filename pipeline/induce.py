@@ -283,7 +283,8 @@ def induce_vectors(
                 labels.append("alacarte")
     if options.morphology_weight > 0 and options.method in ("auto", "alacarte", "subword"):
         bases, based = morphology_bases(table, tokens, hidden)
-        scale = _row_scale(table)  # a vector placed by its base alone gets the table's typical norm
+        # a vector placed by its base alone gets the table's typical norm (read only when one is)
+        scale = _row_scale(table) if (based & ~placed).any() else 1.0
         for j in map(int, np.flatnonzero(based)):
             if placed[j]:  # toward the base, keeping the norm the method gave
                 norm = float(np.linalg.norm(vectors[j]))

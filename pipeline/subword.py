@@ -203,11 +203,14 @@ def _conjugate_gradient(x: sp.csr_matrix, xt: sp.csr_matrix, target: npt.NDArray
         step = power / np.maximum(np.einsum("ij,ij->j", direction, product), 1e-30)
         z += np.multiply(direction, step, out=scratch)
         residual -= np.multiply(product, step, out=scratch)
-        if float(np.sqrt(np.einsum("ij,ij->j", residual, residual).sum())) < tolerance * start:
+        squares = np.einsum("ij,ij->j", residual, residual)
+        if float(np.sqrt(squares.sum())) < tolerance * start:
             break
-        if preconditioner is not None:
+        if preconditioner is None:
+            new_power = squares
+        else:
             preconditioner.apply(residual, preconditioned)
-        new_power = np.einsum("ij,ij->j", residual, preconditioned)
+            new_power = np.einsum("ij,ij->j", residual, preconditioned)
         direction *= new_power / np.maximum(power, 1e-30)
         direction += preconditioned
         power = new_power

@@ -42,6 +42,10 @@ def induce_all(table: EmbeddingTable, corpus_path: Path, tokens: list[str], opti
     return induce_vectors(contexts, table, counts, tokens, options), contexts, counts
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
 @pytest.mark.parametrize("method", ["auto", "alacarte", "mean_context"])
 def test_context_methods_place_new_tokens_near_their_cluster(planted: Planted, method: str) -> None:
     options = InduceOptions(method=method, window=3, subword_weight=0.0)
@@ -64,12 +68,7 @@ def test_auto_blends_subword_and_falls_back_to_it_for_rare_contexts(planted: Pla
                        "applez": "subword", "apricots": "alacarte+subword"}
     vectors = dict(zip(induced.tokens, induced.vectors, strict=True))
     apple = planted.table.vector("apple")
-    cosine = float(vectors["applez"] @ apple / np.linalg.norm(vectors["applez"]) / np.linalg.norm(apple))
-    assert cosine > 0.5  # shares <ap, app, appl, pple … with apple
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert _cosine(vectors["applez"], apple) > 0.5  # shares <ap, app, appl, pple … with apple
 
 
 def test_morphology_bases_are_compound_parts_or_the_inflected_table_token() -> None:
