@@ -65,19 +65,19 @@ class InduceOptions:
     """
 
     method: str = "auto"
-    window: int = 5
+    window: int = 10
     min_contexts: int = 3
     fit_min_count: int = 5
     fit_weight: float = 0.5
     ridge: float = 0.0
-    context_weight: str = "none"
+    context_weight: str = "sif"
     sif_a: float = 1e-3
     subword_weight: float = 0.5
     shift_weight: float = 1.0
     ngram_min: int = 3
     ngram_max: int = 6
     subword_ridge: float = 0.02
-    morphology_weight: float = 1.0
+    morphology_weight: float = 2.0
     subword_fit_rows: int = 200000
     selftest_size: int = 1000
     seed: int = 0

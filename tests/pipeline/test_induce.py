@@ -21,7 +21,14 @@ from pipeline.cooccurrence import context_counts
 from pipeline.corpus import files_corpus
 from pipeline.counts import TokenCounts, count_tokens
 from pipeline.errors import InputError
-from pipeline.induce import InduceOptions, fitting_tokens, induce_vectors, morphology_bases, place_shifted
+from pipeline.induce import (
+    InduceOptions,
+    context_weights,
+    fitting_tokens,
+    induce_vectors,
+    morphology_bases,
+    place_shifted,
+)
 from pipeline.neighbours import nearest
 from pipeline.selftest import held_out_tokens, induce_and_test, self_test
 from pipeline.subword import SubwordModel, fit_subword
@@ -152,7 +159,8 @@ def test_shifted_tokens_start_between_their_pretrained_row_and_their_domain_vect
     assert induced.context_map is not None
     table = planted.table
     pretrained = table.vector("anise")
-    means, _ = contexts.mean_vectors(table, ["anise"])
+    weights = context_weights(table, counts, options, np.zeros(0, dtype=np.int64))  # sif by default
+    means, _ = contexts.mean_vectors(table, ["anise"], weights)
     domain = (means @ induced.context_map)[0]  # a la carte's vector for anise's contexts in this corpus
     c_centre = np.mean([table.vector(w) for w in CLUSTERS["c"]], axis=0)
 
