@@ -53,6 +53,9 @@ class InduceOptions:
         ngram_min: shortest character n-gram.
         ngram_max: longest character n-gram.
         subword_ridge: ridge term of the subword fit.
+        subword_rank: the subword model fits the table rows' projection on their leading
+            ``subword_rank`` directions (right singular vectors), for a fit that costs in proportion;
+            0, or the table's dimension or more: the rows as they are.
         morphology_weight: weight of the unit vector of a token's table base, added to its unit induced
             vector: the mean of its parts' rows for a compound whose every part is a table token
             (``big-endian``, ``read_only``), else the row of the table token it inflects (``buffers``
@@ -77,6 +80,7 @@ class InduceOptions:
     ngram_min: int = 3
     ngram_max: int = 6
     subword_ridge: float = 0.02
+    subword_rank: int = 256
     morphology_weight: float = 2.0
     subword_fit_rows: int = 200000
     selftest_size: int = 1000
@@ -93,7 +97,7 @@ class InduceOptions:
             if getattr(self, name) < 1:
                 raise ValueError(f"induce.{name} must be at least 1, got {getattr(self, name)}")
         for name in ("ridge", "subword_weight", "shift_weight", "subword_ridge", "selftest_size", "fit_weight",
-                     "morphology_weight"):
+                     "morphology_weight", "subword_rank"):
             if getattr(self, name) < 0:
                 raise ValueError(f"induce.{name} must be >= 0, got {getattr(self, name)}")
         if self.sif_a <= 0:
@@ -381,7 +385,8 @@ def fit_table_subword(table: EmbeddingTable, options: InduceOptions, hidden: set
     rows = min(len(table), options.subword_fit_rows)
     tokens = [t for t in table.tokens[:rows] if t not in hidden]
     vectors = np.asarray(table.matrix[table.indices(tokens)], dtype=np.float32)
-    model = fit_subword(tokens, vectors, low=options.ngram_min, high=options.ngram_max, ridge=options.subword_ridge)
+    model = fit_subword(tokens, vectors, low=options.ngram_min, high=options.ngram_max, ridge=options.subword_ridge,
+                        rank=options.subword_rank)
     log.info("subword model: %d n-grams from %d rows, %d CG iterations", len(model.index), len(tokens),
              model.iterations)
     return model

@@ -133,6 +133,8 @@ def test_morphology_moves_induced_vectors_toward_their_base_and_places_tokens_al
     assert np.linalg.norm(v_on["qq-zz"]) == pytest.approx(median, rel=1e-5)
     with pytest.raises(ValueError, match="induce.morphology_weight must be >= 0"):
         InduceOptions(morphology_weight=-1.0)
+    with pytest.raises(ValueError, match="induce.subword_rank must be >= 0"):
+        InduceOptions(subword_rank=-1)
 
 
 def test_the_self_test_hides_its_held_out_rows_from_the_bases(planted: Planted) -> None:

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 import pipeline.subword as subword_module
-from pipeline.subword import fit_subword, ngram_matrix, nystrom_preconditioner, sparse_product
+from pipeline.subword import fit_subword, leading_directions, ngram_matrix, nystrom_preconditioner, sparse_product
 
 PREFIXES = ("", "pre", "re", "un", "sub", "over", "inter", "de")
 STEMS = ("load", "read", "writ", "pars", "compil", "link", "call", "bind", "form", "port", "scan", "lock",
@@ -39,6 +39,32 @@ def test_a_sketch_as_large_as_the_vocabulary_solves_in_one_step() -> None:
     order = sorted(range(len(tokens)), key=tokens.__getitem__)
     z = np.linalg.solve((x @ x.T).toarray() + 0.02 * np.eye(len(tokens)), vectors[order])
     np.testing.assert_allclose(exact.vectors, x.T @ z, atol=1e-3)
+
+
+def test_a_rank_fits_the_rows_projection_on_their_leading_directions() -> None:
+    tokens, vectors = vocabulary()
+    vectors = vectors * np.geomspace(4.0, 0.25, vectors.shape[1]).astype(np.float32)  # directions of unequal weight
+    directions = leading_directions(vectors, 6)
+    assert directions is not None and directions.shape == (16, 6)
+    np.testing.assert_allclose(directions.T @ directions, np.eye(6), atol=1e-5)
+    # the same subspace as the SVD's six leading right singular vectors
+    _, _, vt = np.linalg.svd(vectors.astype(np.float64), full_matrices=False)
+    np.testing.assert_allclose(directions @ directions.T, vt[:6].T @ vt[:6], atol=1e-5)
+    low = fit_subword(tokens, vectors, ridge=0.02, tolerance=1e-5, max_iterations=500, rank=6)
+    projected = fit_subword(tokens, vectors @ directions @ directions.T, ridge=0.02, tolerance=1e-5,
+                            max_iterations=500)
+    np.testing.assert_allclose(low.vectors, projected.vectors, atol=1e-4 * np.abs(projected.vectors).max())
+    dropped = vt[6:].T.astype(np.float32)  # nothing of the weaker directions is predicted
+    assert np.abs(low.vectors @ dropped).max() < 1e-4 * np.abs(low.vectors).max()
+    assert np.abs(fit_subword(tokens, vectors).vectors @ dropped).max() > 0.1 * np.abs(low.vectors).max()
+
+
+def test_a_rank_of_zero_or_the_dimension_fits_the_rows_as_they_are() -> None:
+    tokens, vectors = vocabulary()
+    assert leading_directions(vectors, 0) is None and leading_directions(vectors, 16) is None
+    full = fit_subword(tokens, vectors)
+    for rank in (0, 16, 100):
+        np.testing.assert_array_equal(fit_subword(tokens, vectors, rank=rank).vectors, full.vectors)
 
 
 def test_preconditioner_is_the_nystrom_inverse_and_positive_definite() -> None:
