@@ -18,6 +18,9 @@ counting, the context pass, induction, the self-test, the windows pass, training
 check, neighbours and the word2vec_text export). Gensim: the whole ``run_gensim`` call (reading and
 tokenizing the corpus with the same tokenizer, building its vocabulary, training). One line is
 tokenized before anything is timed, so neither side pays TensorFlow's first-call start-up.
+A second figure stops our clock where gensim's stops, with the vectors in memory (``adapt/vectors_seconds``:
+after training, before the integrity check, neighbours, export and plots, which gensim's side does not do);
+the goal is judged on both.
 
 usage: bench/train.py [--kit DIR] [--parts a,b,c] [--sizes 200000,1000000] [--grid NAME,...|all]
                       [--repeat N] [--set KEY=VALUE ...] [--log FILE]
@@ -122,6 +125,11 @@ class Run:
     def seconds(self) -> float:
         """From the corpus file to vectors: adapt()'s wall time less the table load."""
         return self.wall - self.metrics["load/seconds"]
+
+    @property
+    def vectors_seconds(self) -> float:
+        """From the corpus file to the adapted vectors in memory, as gensim's side is timed."""
+        return self.metrics["adapt/vectors_seconds"] - self.metrics["load/seconds"]
 
 
 @dataclass(frozen=True)
@@ -407,14 +415,19 @@ def report(kit: Kit, results: dict[str, Any], grid_runs: list[Run], size_runs: l
         print(f"  ours: {int(m['vocab/new_tokens']):,} new rows, {int(m['vocab/shifted_tokens'])} shifted rows; "
               f"stage seconds: load {m['load/seconds']:.1f}, induce {m['induce/seconds']:.1f}, "
               f"train {m['train/seconds']:.1f}; wall of adapt() {ours[-1].wall:.1f}")
+        to_vectors = [r.vectors_seconds for r in ours]
+        print(f"  ours to the vectors in memory (before the checks, neighbours, export and plots): "
+              f"{median(to_vectors):.1f} s ({min(to_vectors):.1f}-{max(to_vectors):.1f})")
         auc1, auc50 = median([r.figures["auc1"] for r in ours]), median([r.figures["auc50"] for r in ours])
         none1, none50 = median([r.figures["auc1"] for r in none]), median([r.figures["auc50"] for r in none])
         ratio = median([r.seconds for r in ours]) / median([g["seconds"] for g in gensim])
+        vectors_ratio = median(to_vectors) / median([g["seconds"] for g in gensim])
         goals += [
             ("(a) ours AUC >= 0.70", f"{auc1:.3f} (1neg), {auc50:.3f} (50neg)", auc1 >= 0.70 and auc50 >= 0.70),
             ("(a) fine-tuning adds to induction", f"{auc1 - none1:+.3f} (1neg), {auc50 - none50:+.3f} (50neg)",
              auc1 > none1 and auc50 > none50),
-            ("(a) ours' time <= 0.5x gensim's", f"{ratio:.2f}x", ratio <= 0.5),
+            ("(a) ours' time <= 0.5x gensim's, adapt()", f"{ratio:.2f}x", ratio <= 0.5),
+            ("(a) the same, to the vectors in memory", f"{vectors_ratio:.2f}x", vectors_ratio <= 0.5),
         ]
         if "table_auc1" in ours[-1].figures:
             before = table_figures(kit, table_vector(kit.table))

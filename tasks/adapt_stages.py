@@ -147,13 +147,15 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
                               shifted_start=shifted_start, strategy=strategy, tracker=tracker, record=record,
                               on_step=record_step)
     adapted = append_induced(base, induced, trained, shifted_start)
+    vectors_seconds = time.perf_counter() - started  # the adapted table in memory: what follows checks and reports it
     integrity = check_integrity(base, adapted)
     record(integrity.metrics())
     if options.evaluate.integrity and not integrity.ok:
         raise IntegrityError(options.embedding_path, integrity.problems())
     shifted = [s.token for s in vocab.shifted]
     record({"vocab/coverage_after": vocab.coverage_with(frozenset(adapted.appended), counts),
-            "adapt/rows_before": len(base), "adapt/rows_after": len(adapted.table)})
+            "adapt/rows_before": len(base), "adapt/rows_after": len(adapted.table),
+            "adapt/vectors_seconds": vectors_seconds})
     evaluated, comparison = evaluation_metrics(base, adapted.table, sets, options.evaluate, seed=options.seed,
                                                touching=frozenset(adapted.appended) | frozenset(shifted),
                                                device=device)

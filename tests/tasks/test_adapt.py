@@ -42,6 +42,8 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["vocab/new_tokens"] == len(NEW) and metrics["integrity/frozen_max_abs_diff"] == 0.0
     assert metrics["adapt/rows_after"] == len(planted.table) + len(NEW)
+    # the adapted vectors are in memory after the load and before the run's reports are done
+    assert metrics["load/seconds"] < metrics["adapt/vectors_seconds"] < metrics["adapt/seconds"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["base"]["checksum"] == planted.table.checksum
     assert {a["token"]: a["index"] for a in manifest["appended"]} == result.adapted.appended_indices
