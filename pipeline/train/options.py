@@ -89,7 +89,7 @@ class TrainOptions:
     heldout: float = 0.05
     eval_every: int = 0
     evals_per_epoch: int = 4
-    patience: int = 2
+    patience: int = 1
     monitor: str = "probes"
     probes: int = 200
     checkpoint_every: int = 500
