@@ -35,7 +35,8 @@ class TrainOptions:
             loss is a mean over the step's windows, so ``sgd`` wants a rate near 1, not word2vec's 0.025.
         min_lr: the learning rate at the last planned step.
         weight_decay: ``adamw``'s decoupled weight decay (trainable rows only).
-        batch_size: (centre, context) pairs per step (``glove``: co-occurrence cells per step).
+        batch_size: windows per step, each a centre with its contexts: up to ``2 * window`` pairs
+            (``glove``: co-occurrence cells per step).
         epochs: passes over the training pairs.
         window: context tokens on each side of a centre (word2vec's dynamic window: each centre
             draws its own width in ``1..window``).
