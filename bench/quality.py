@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from pipeline.collector import existing_objects_frozen  # noqa: E402
 from pipeline.cooccurrence import context_counts  # noqa: E402
 from pipeline.corpus import files_corpus  # noqa: E402
 from pipeline.counts import TokenCounts, count_tokens  # noqa: E402
@@ -75,7 +76,18 @@ def lookup(table: EmbeddingTable, tokens: tuple[str, ...], induced: npt.NDArray[
 
 def run_gensim(corpus_path: Path, tokenizer: Tokenizer, table: EmbeddingTable, epochs: int) -> tuple[
         dict[str, npt.NDArray[np.float32]], float, bool]:
-    """Word2Vec skip-gram (window 5, 5 negatives, 2 workers) continuing from the table, its rows locked."""
+    """Word2Vec skip-gram (window 5, 5 negatives, 2 workers) continuing from the table, its rows locked.
+
+    Run as our ``adapt()`` runs, with the objects that exist before it set aside from the garbage
+    collector (:func:`~pipeline.collector.existing_objects_frozen`): otherwise each of its full
+    collections walks the million objects TensorFlow brought into this process (0.7-1.0 s a run).
+    """
+    with existing_objects_frozen():
+        return _run_gensim(corpus_path, tokenizer, table, epochs)
+
+
+def _run_gensim(corpus_path: Path, tokenizer: Tokenizer, table: EmbeddingTable, epochs: int) -> tuple[
+        dict[str, npt.NDArray[np.float32]], float, bool]:
     from gensim.models import Word2Vec
 
     lines = corpus_path.read_text(encoding="utf-8").splitlines()
@@ -136,11 +148,12 @@ def main() -> None:
     rows = []
     for name, options in methods.items():
         begun = time.perf_counter()
-        fitting = fitting_tokens(counts, table, options)
-        pool = selftest_pool(counts, table, options)
-        contexts = context_counts(corpus, tokenizer, table, tuple(dict.fromkeys(new + fitting + pool)),
-                                  window=options.window, progress=False)
-        induced, checked = induce_and_test(contexts, table, counts, new, options)  # as tasks.adapt does
+        with existing_objects_frozen():  # as adapt() and run_gensim run
+            fitting = fitting_tokens(counts, table, options)
+            pool = selftest_pool(counts, table, options)
+            contexts = context_counts(corpus, tokenizer, table, tuple(dict.fromkeys(new + fitting + pool)),
+                                      window=options.window, progress=False)
+            induced, checked = induce_and_test(contexts, table, counts, new, options)  # as tasks.adapt does
         seconds = time.perf_counter() - begun + count_seconds
         vector = lookup(table, induced.tokens, induced.vectors, table.dim)
         one, fifty = auc(vector, pairs), auc(vector, pairs, negatives=50)

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from pipeline.adapted import AdaptedTable, append_induced
 from pipeline.atomic import write_text_atomic
+from pipeline.collector import existing_objects_frozen
 from pipeline.cooccurrence import ContextCounts, context_counts
 from pipeline.corpus import Corpus, reading
 from pipeline.counts import TokenCounts, count_tokens
@@ -90,13 +91,14 @@ def adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker | None = No
 
     Stage results are logged to ``tracker`` as each stage returns; the warnings of the run go into the report.
     ``version_tags`` go on the registered model version (``tracking.register_as``). ``corpus``, when given,
-    is read instead of the one ``options.corpus`` configures.
+    is read instead of the one ``options.corpus`` configures. The garbage collector leaves the objects
+    that exist before the run alone until it ends (:func:`~pipeline.collector.existing_objects_frozen`).
 
     Raises:
         InputError: bad input (table, corpus, evaluation file); nothing is exported.
         IntegrityError: the integrity check failed; nothing is exported.
     """
-    with collected_warnings("pipeline", "tasks") as warned:
+    with collected_warnings("pipeline", "tasks") as warned, existing_objects_frozen():
         return _adapt(options, out_dir, tracker or NullTracker(), config_hash, warned, version_tags or {}, corpus)
 
 

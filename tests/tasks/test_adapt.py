@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import http.server
 import json
 import logging
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ from planted import CLUSTERS, NEW, Planted
 from pipeline.errors import InputError
 from pipeline.formats import LoadOptions, load_table
 from tasks.adapt import run
-from tasks.tracking import REDACTED, check_reachable, flatten, is_secret_key, redact
+from tasks.adapt_stages import adapt
+from tasks.config import to_options
+from tasks.tracking import REDACTED, NullTracker, check_reachable, flatten, is_secret_key, redact
 
 
 def _runs(tmp_path: Path) -> list:
@@ -84,6 +87,21 @@ def test_adapt_writes_outputs_and_one_mlflow_run(
     table = json.loads(Path(client.download_artifacts(mlrun.info.run_id, "vocab.json", str(tmp_path))).read_text())
     assert table["columns"] == header  # the MLflow table holds the TSV's rows
     assert [[str(v) for v in row[:3]] for row in table["data"]] == [line.split("\t")[:3] for line in vocab_report[1:]]
+
+
+def test_the_collector_leaves_older_objects_alone_during_a_run_and_gets_them_back(
+    compose_adapt: Callable[[list[str]], DictConfig], planted_overrides: list[str], tmp_path: Path,
+) -> None:
+    frozen_while_logging: list[int] = []
+
+    class Recording(NullTracker):
+        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+            frozen_while_logging.append(gc.get_freeze_count())
+
+    assert gc.get_freeze_count() == 0
+    adapt(to_options(compose_adapt([*planted_overrides, "train=none"])), tmp_path / "run", Recording())
+    assert frozen_while_logging and min(frozen_while_logging) > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_failed_run_is_marked_failed_with_its_error_and_exports_nothing(
