@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 
+from pipeline.induce import InduceOptions
+from pipeline.train.options import TrainOptions
+from pipeline.vocab import VocabOptions
 from tasks.config import (
     AdaptOptions,
     FilesCorpusConfig,
@@ -58,6 +62,20 @@ def test_every_option_composes_and_validates(
     cfg = compose_adapt([f"{group}={option}", *REQUIRED.get((group, option), [])])
     options = to_options(cfg)
     assert isinstance(options, AdaptOptions)
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONFIGS / "induce").glob("*.yaml")))
+def test_induce_options_differ_from_the_library_defaults_only_in_method(
+    compose_adapt: Callable[[list[str]], DictConfig], option: str
+) -> None:
+    # the yaml files repeat the dataclass defaults for their readers: a default changed in one place fails here
+    induce = to_options(compose_adapt([f"induce={option}"])).induce
+    assert induce == dataclasses.replace(InduceOptions(), method=induce.method)
+
+
+def test_default_train_and_vocab_are_the_library_defaults(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
+    options = to_options(compose_adapt([]))
+    assert options.train == TrainOptions() and options.vocab == VocabOptions()
 
 
 def test_demo_default(compose_adapt: Callable[[list[str]], DictConfig]) -> None:
