@@ -140,7 +140,7 @@ def pca_map(table: EmbeddingTable, new_tokens: Sequence[str], neighbours: Mappin
                  fontsize=11)
     ax.set_xlabel(f"first principal component ({explained[0]:.0%} of the variance)")
     ax.set_ylabel(f"second principal component ({explained[1]:.0%} of the variance)")
-    # beside the axes: loc="best" would measure every label and line first (half the plot's time)
+    # beside the axes: loc="best" would measure every label and line first (a quarter of the map's time)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
     ax.grid(True, alpha=0.25)
     return _save(figure, path)
