@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from pipeline.errors import InputError
 from pipeline.subword import SubwordModel, fit_subword
-from pipeline.table import EmbeddingTable
+from pipeline.table import EmbeddingTable, row_norms
 
 if TYPE_CHECKING:
     from pipeline.cooccurrence import ContextCounts
@@ -165,8 +165,8 @@ _COMPOUND = re.compile(r"[-_]")
 
 def _row_scale(table: EmbeddingTable) -> float:
     """The median norm of the table's first rows (at most 100,000)."""
-    rows = np.asarray(table.matrix[: min(len(table), 100000)], dtype=np.float64)
-    return float(np.median(np.linalg.norm(rows, axis=1))) if len(rows) else 1.0
+    norms = row_norms(table.matrix[: min(len(table), 100000)])
+    return float(np.median(norms)) if len(norms) else 1.0
 
 
 def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Sequence[str] = ()

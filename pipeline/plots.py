@@ -18,13 +18,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pipeline.atomic import replacing
-from pipeline.table import EmbeddingTable, row_blocks
+from pipeline.table import EmbeddingTable
 
 DPI = 120
 NEW_LABELS = 25  # new tokens named on the PCA map; the rest are drawn unnamed
 NEIGHBOUR_LABELS = 60  # neighbours named on the PCA map, nearest first, shared among the named new tokens
 LABEL_CHARS = 24  # longer tokens are cut with an ellipsis
-NORM_BLOCK_ROWS = 8192  # rows widened to float64 at a time by row_norms: 8192 x 300 dims is 20 MB
 FENCE_IQR = 3.0  # norms beyond 3 interquartile ranges from a group's quartiles go into the edge bins
 COLOURS = {"new": "#d62728", "shifted": "#ff7f0e", "table": "#7f7f7f"}
 KIND_NAMES = {"new": "new token", "shifted": "shifted token", "table": "table token"}
@@ -174,18 +173,6 @@ def pca_2d(matrix: npt.NDArray[np.floating]) -> tuple[npt.NDArray[np.float64], n
     return coords, explained
 
 
-def row_norms(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """The L2 norm of every row, a block of rows at a time (a memory-mapped table is never read whole).
-
-    Each block is widened to float64 before squaring, so the sums neither overflow nor lose digits.
-    """
-    norms = np.empty(matrix.shape[0], dtype=np.float32)
-    for start, block in row_blocks(matrix, NORM_BLOCK_ROWS):
-        wide = np.asarray(block, dtype=np.float64)
-        norms[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
-    return norms
-
-
 def norm_histogram(table_norms: npt.NDArray[np.floating], induced_norms: npt.NDArray[np.floating],
                    path: Path) -> Path | None:
     """Overlay the density histograms of the table rows' norms and the induced vectors' norms.
@@ -197,7 +184,7 @@ def norm_histogram(table_norms: npt.NDArray[np.floating], induced_norms: npt.NDA
     norms are left out.
 
     Args:
-        table_norms: the table rows' L2 norms (see :func:`row_norms`).
+        table_norms: the table rows' L2 norms (see :func:`pipeline.table.row_norms`).
         induced_norms: the induced (new) vectors' L2 norms; may be empty.
         path: the PNG to write.
 

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 BLOCK_ROWS = 65536
+NORM_BLOCK_ROWS = 8192  # rows widened to float64 at a time by row_norms: 8192 x 300 dims is 20 MB
 
 
 def row_blocks(matrix: npt.NDArray[np.float32], block_rows: int = BLOCK_ROWS) -> Iterator[
@@ -32,6 +33,18 @@ def row_blocks(matrix: npt.NDArray[np.float32], block_rows: int = BLOCK_ROWS) ->
             first = (block.ctypes.data - origin) // mmap.PAGESIZE * mmap.PAGESIZE
             last = block.ctypes.data - origin + block.nbytes
             handle.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def row_norms(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """The L2 norm of every row, a block of rows at a time (a memory-mapped table is never read whole).
+
+    Each block is widened to float64 before squaring, so the sums neither overflow nor lose digits.
+    """
+    norms = np.empty(matrix.shape[0], dtype=np.float32)
+    for start, block in row_blocks(matrix, NORM_BLOCK_ROWS):
+        wide = np.asarray(block, dtype=np.float64)
+        norms[start : start + len(block)] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    return norms
 
 
 class EmbeddingTable:

@@ -31,12 +31,12 @@ from pipeline.export import build_manifest, export_table, write_manifest
 from pipeline.formats import load_table
 from pipeline.induce import InducedVectors, fit_table_subword, fitting_tokens, place_shifted
 from pipeline.integrity import check_integrity
-from pipeline.plots import loss_curves, norm_histogram, pca_map, row_norms
+from pipeline.plots import loss_curves, norm_histogram, pca_map
 from pipeline.projector import write_projector
 from pipeline.report import RunReport, collected_warnings
 from pipeline.selftest import SelfTest, induce_and_test, selftest_pool
 from pipeline.shift import general_probabilities, score_shift, select_shifted, shift_candidates
-from pipeline.table import EmbeddingTable
+from pipeline.table import EmbeddingTable, row_norms
 from pipeline.tokenize import Tokenizer, warn_tokenizer_table_mismatch
 from pipeline.train.data import extract_windows, training_vocab
 from pipeline.train.loop import fine_tune, make_strategy

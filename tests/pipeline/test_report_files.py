@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from pipeline import plots, projector
-from pipeline.table import EmbeddingTable
+from pipeline.table import EmbeddingTable, row_norms
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NEW = ["zorblax", "quuxify", "tab\there", "line\nbreak", "back\\slash"]
@@ -103,7 +103,7 @@ def test_loss_curves_without_points_write_nothing(tmp_path: Path) -> None:
 def test_plots_are_byte_identical_when_regenerated(tmp_path: Path) -> None:
     table = _table()
     neighbours = {"zorblax": ["w1", "w2", "w25"], "quuxify": ["w3", "w1"]}
-    norms = plots.row_norms(table.matrix)
+    norms = row_norms(table.matrix)
     for run in ("a", "b"):
         plots.loss_curves(HISTORY, tmp_path / run / "loss.png")
         plots.norm_histogram(norms[:30], norms[30:], tmp_path / run / "norms.png")
@@ -194,8 +194,8 @@ def test_row_norms_a_block_at_a_time_over_a_memory_map(tmp_path: Path, monkeypat
     matrix[5] = 1e30  # squares overflow float32
     np.save(tmp_path / "m.npy", matrix)
     mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
-    monkeypatch.setattr(plots, "NORM_BLOCK_ROWS", 64)
-    norms = plots.row_norms(mapped)
+    monkeypatch.setattr("pipeline.table.NORM_BLOCK_ROWS", 64)
+    norms = row_norms(mapped)
     assert norms.dtype == np.float32 and norms.shape == (1000,)
     np.testing.assert_allclose(norms, np.linalg.norm(matrix.astype(np.float64), axis=1), rtol=1e-6)
 
