@@ -195,8 +195,8 @@ def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Seque
         if not rows:
             for suffix, replacement in SUFFIXES:
                 stem = token[: -len(suffix)] + replacement
-                if token.endswith(suffix) and len(stem) >= 3 and stem != token and row(stem) >= 0:
-                    rows = [row(stem)]
+                if token.endswith(suffix) and len(stem) >= 3 and stem != token and (stem_row := row(stem)) >= 0:
+                    rows = [stem_row]
                     break
         if rows:
             mean = _unit(np.asarray(table.matrix[rows], dtype=np.float64)).mean(axis=0)
