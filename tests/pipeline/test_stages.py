@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from planted import CLUSTERS, planted_table, write_planted
 
 from pipeline.adapted import AdaptedTable
-from pipeline.cooccurrence import _pairs, context_counts, sparse_counts
+from pipeline.cooccurrence import _pair_keys, context_counts, key_counts, key_dtype, sparse_counts, window_offsets
 from pipeline.corpus import files_corpus
 from pipeline.counts import count_tokens
 from pipeline.errors import InputError
@@ -54,10 +54,12 @@ def test_pairs_respect_window_and_document_boundaries() -> None:
     context = np.array([-1, 1, 2, 3, -1, 4])
     target = np.array([0, -1, -1, -1, 0, -1])
     document = np.array([0, 0, 0, 1, 1, 1])
-    rows, cols = _pairs(context, target, document, window=1)
+    rows, cols = np.divmod(_pair_keys(context, target, document, window_offsets(1), 5), 5)
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 1), (0, 3), (0, 4)]
-    rows, cols = _pairs(context, target, document, window=5)
+    rows, cols = np.divmod(_pair_keys(context, target, document, window_offsets(5), 5), 5)
     assert sorted(cols.tolist()) == [1, 2, 3, 4]
+    empty = _pair_keys(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), window_offsets(2), 5)
+    assert empty.shape == (0,)
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def test_context_counts_match_a_direct_count(planted, monkeypatch: pytest.Monkey
     monkeypatch.setattr(module, "FOLD_PAIRS", fold_pairs)  # 7: a fold per batch, each summed into the total
     monkeypatch.setattr(counts_module, "COUNT_BLOCK_BYTES", 1024)  # and many batches
     folds: list[int] = []
-    monkeypatch.setattr(module, "sparse_counts", lambda *a: folds.append(len(a[0])) or sparse_counts(*a))
+    monkeypatch.setattr(module, "key_counts", lambda *a: folds.append(len(a[0])) or key_counts(*a))
     table = planted.table
     corpus = files_corpus([str(planted.corpus_path)])
     counts = context_counts(corpus, Tokenizer(), table, ["zorblax"], window=2, progress=False)
@@ -105,10 +107,18 @@ def test_sparse_counts_sum_repeated_pairs_as_scipy_does(weighted: bool) -> None:
     np.testing.assert_allclose(got.data, expected.data, rtol=1e-12)
     empty = sparse_counts(np.zeros(0, np.int64), np.zeros(0, np.int64), (3, 4))
     assert empty.shape == (3, 4) and empty.nnz == 0
+    narrow = key_counts((rows * 70 + cols).astype(key_dtype((31, 70))), (31, 70), weights)  # int32 keys
+    assert (narrow != got).nnz == 0 and narrow.dtype == got.dtype
     with pytest.raises(ValueError, match=r"a column id outside 0..69 \(min 0, max 70\)"):
         sparse_counts(np.array([0, 1]), np.array([0, 70]), (31, 70))  # would land in the next row's cell
     with pytest.raises(ValueError, match="a row id outside 0..30"):
         sparse_counts(np.array([-1]), np.array([0]), (31, 70))
+
+
+def test_key_dtype_narrows_only_where_every_key_fits() -> None:
+    assert key_dtype((10_475, 21_745)) is np.int32  # the kit's context counts
+    assert key_dtype((1, 2**31 - 1)) is np.int32 and key_dtype((1, 2**31)) is np.int64
+    assert key_dtype((10_000, 3_000_000)) is np.int64  # a 3M-row table
 
 
 def test_integrity_catches_any_bit_change_of_a_frozen_row() -> None:
