@@ -10,6 +10,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,15 @@ def _adapt(options: AdaptOptions, out_dir: Path, tracker: NullTracker, config_ha
     tracker.log_artifact(out_dir / "neighbours.tsv")
     tracker.log_table(columns, "neighbours.json")
 
-    exports = export_table(adapted, out_dir / "export", options.export.formats)
-    if options.export.projector:
-        write_projector(adapted.table, out_dir / "projector", new=adapted.appended, shifted=shifted,
-                        max_rows=options.export.projector_rows)
-        tracker.log_artifacts(out_dir / "projector", "projector")
-    plots = draw_plots(out_dir / "plots", adapted, induced, history, neighbours)
+    # the plots (matplotlib, mostly Python) are drawn beside the export (TensorFlow's formatting, outside the GIL)
+    with ThreadPoolExecutor(1, thread_name_prefix="plots") as pool:
+        drawn = pool.submit(draw_plots, out_dir / "plots", adapted, induced, history, neighbours)
+        exports = export_table(adapted, out_dir / "export", options.export.formats)
+        if options.export.projector:
+            write_projector(adapted.table, out_dir / "projector", new=adapted.appended, shifted=shifted,
+                            max_rows=options.export.projector_rows)
+            tracker.log_artifacts(out_dir / "projector", "projector")
+        plots = drawn.result()
     for path, _ in plots:
         tracker.log_artifact(path, "plots")
     manifest = build_manifest(adapted=adapted, base_path=absolute(options.embedding_path), base_checksum=base.checksum,
