@@ -316,9 +316,14 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     metrics: dict[str, float] = {
         "train/trainable_rows": float(k), "train/planned_steps": float(inputs.planned_steps),
         "train/resumed": float(resumed), "train/replicas": float(strategy.num_replicas_in_sync)}
+    # the last evaluation and the best one's figures (None after a resume: the best was before it), so that
+    # the end does not evaluate again the rows an evaluation in the loop has just scored
+    last: tuple[int, float, dict[str, float]] | None = None
+    best_logged: dict[str, float] | None = None
     if evaluate and not resumed:
         initial, logged = evaluation()
         best_loss.assign(initial)
+        last, best_logged = (int(state["step"]), initial, logged), logged
         metrics.update({f"{name}_initial": value for name, value in logged.items()})
         if on_metrics:
             on_metrics(logged, 0)
@@ -378,10 +383,12 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
             step_metrics: dict[str, float] = {}
             if evaluate and step % eval_interval == 0:
                 held, logged = evaluation()
+                last = (step, held, logged)
                 step_metrics.update(logged)
                 if held < float(best_loss):
                     best_loss.assign(held)
                     best_rows.assign(rows.read_value())
+                    best_logged = logged
                     state["stale"].assign(0)
                 else:
                     state["stale"].assign_add(1)
@@ -409,14 +416,14 @@ def fine_tune(vocab: TrainingVocab, windows: Windows, options: TrainOptions, *, 
     log.debug("train_step traced %d times, _heldout_sum %d times", train_step.experimental_get_tracing_count(),
               _heldout_sum.experimental_get_tracing_count())
     if evaluate:
-        held, logged = evaluation()
+        _, held, logged = last if last is not None and last[0] == step else (step, *evaluation())
         metrics.update({f"{name}_final": value for name, value in logged.items()})
         if held < float(best_loss):  # the last rows are the best: their evaluation is the best one
             best_loss.assign(held)
             best_rows.assign(rows.read_value())
         else:  # the rows of an earlier evaluation (the start, if training never beat it)
             rows.assign(best_rows.read_value())
-            logged = evaluation()[1]
+            logged = best_logged if best_logged is not None else evaluation()[1]
         metrics.update({f"{name}_best": value for name, value in logged.items()})
         result = best_rows.numpy()
     else:

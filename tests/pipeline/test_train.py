@@ -383,6 +383,8 @@ def test_probes_judge_training_and_are_never_written_back(setup: Setup) -> None:
     m = trained.metrics
     assert m["train/probes"] == 2.0 and len(seen) == 5  # the start and every epoch
     assert m["train/probe_cosine_initial"] == seen[0] and m["train/probe_cosine_best"] == pytest.approx(max(seen))
+    # the last evaluation falls on the last step: the final figures are its own, not those of another evaluation
+    assert m["train/probe_cosine_final"] == pytest.approx(seen[-1])
     if max(seen) == seen[0]:  # training never beat the start: the result is the start
         np.testing.assert_array_equal(trained.vectors[: len(NEW)], vocab.vectors[: len(NEW)])
 
