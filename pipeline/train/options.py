@@ -31,7 +31,8 @@ class TrainOptions:
             (Adam updating only the rows of each step, :class:`~pipeline.train.lazy_adam.LazyAdam`:
             Keras' Adam updates all trainable rows every step, which dominates a step once there
             are tens of thousands of them).
-        lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps. The
+        lr: the starting learning rate; it decays linearly to ``min_lr`` over the planned steps (the
+            expected number of steps, :meth:`~pipeline.train.data.WindowStream.planned_steps`). The
             loss is a mean over the step's windows, so ``sgd`` wants a rate near 1, not word2vec's 0.025.
         min_lr: the learning rate at the last planned step.
         weight_decay: ``adamw``'s decoupled weight decay (trainable rows only).
