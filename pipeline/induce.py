@@ -179,31 +179,41 @@ def morphology_bases(table: EmbeddingTable, tokens: Sequence[str], hidden: Seque
     ``hidden`` tokens are not bases (the self-test holds them out), nor are rows of zeros.
     """
     hide = set(hidden)
-    bases = np.zeros((len(tokens), table.dim), dtype=np.float64)
-    found = np.zeros(len(tokens), dtype=bool)
 
     def row(token: str) -> int:
         return -1 if token in hide or token not in table else table.index_of(token)
 
+    owners: list[int] = []  # each base row's token, in token order
+    rows: list[int] = []
     for i, token in enumerate(tokens):
         parts = [part for part in _COMPOUND.split(token) if part]
-        rows: list[int] = []
+        found: list[int] = []
         if len(parts) >= 2:
-            rows = [row(part) for part in parts]
-            if min(rows) < 0:
-                rows = []
-        if not rows:
+            found = [row(part) for part in parts]
+            if min(found) < 0:
+                found = []
+        if not found:
             for suffix, replacement in SUFFIXES:
                 stem = token[: -len(suffix)] + replacement
                 if token.endswith(suffix) and len(stem) >= 3 and stem != token and (stem_row := row(stem)) >= 0:
-                    rows = [stem_row]
+                    found = [stem_row]
                     break
-        if rows:
-            mean = _unit(np.asarray(table.matrix[rows], dtype=np.float64)).mean(axis=0)
-            norm = float(np.linalg.norm(mean))
-            if norm > 0:
-                bases[i], found[i] = mean / norm, True
-    return bases, found
+        owners += [i] * len(found)
+        rows += found
+    bases = np.zeros((len(tokens), table.dim), dtype=np.float64)
+    if not rows:
+        return bases, np.zeros(len(tokens), dtype=bool)
+    # every base row made unit at once, then each token's rows averaged (its rows are consecutive)
+    units = _unit(np.asarray(table.matrix[rows], dtype=np.float64))
+    first = np.flatnonzero(np.r_[True, np.diff(owners) != 0])
+    which = np.asarray(owners)[first]
+    means = np.add.reduceat(units, first, axis=0) / np.diff(np.r_[first, len(rows)])[:, None]
+    norms = np.linalg.norm(means, axis=1)
+    has = norms > 0  # a base of zero rows is no base
+    bases[which[has]] = means[has] / norms[has, None]
+    found_any = np.zeros(len(tokens), dtype=bool)
+    found_any[which[has]] = True
+    return bases, found_any
 
 
 def induce_vectors(
@@ -289,14 +299,15 @@ def induce_vectors(
         bases, based = morphology_bases(table, tokens, hidden)
         # a vector placed by its base alone gets the table's typical norm (read only when one is)
         scale = _row_scale(table) if (based & ~placed).any() else 1.0
-        for j in map(int, np.flatnonzero(based)):
-            if placed[j]:  # toward the base, keeping the norm the method gave
-                norm = float(np.linalg.norm(vectors[j]))
-                moved = _unit(vectors[j][None, :])[0] + options.morphology_weight * bases[j]
-                vectors[j] = _unit(moved[None, :])[0] * norm
-                labels[j] += "+morphology"
-            else:
-                vectors[j], placed[j], labels[j] = bases[j] * scale, True, "morphology"
+        moving = np.flatnonzero(based & placed)  # toward the base, keeping the norm the method gave
+        norms = np.linalg.norm(vectors[moving], axis=1, keepdims=True)
+        vectors[moving] = _unit(_unit(vectors[moving]) + options.morphology_weight * bases[moving]) * norms
+        alone = np.flatnonzero(based & ~placed)  # placed by the base alone
+        vectors[alone], placed[alone] = bases[alone] * scale, True
+        for j in moving:
+            labels[j] += "+morphology"
+        for j in alone:
+            labels[j] = "morphology"
     unplaced = tuple(t for t, ok in zip(tokens, placed, strict=True) if not ok)
     if unplaced:
         log.warning("%d new tokens could not be placed by %s (no in-table context%s); they get no vector (e.g. %s)",
