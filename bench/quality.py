@@ -91,7 +91,7 @@ def _run_gensim(corpus_path: Path, tokenizer: Tokenizer, table: EmbeddingTable, 
     from gensim.models import Word2Vec
 
     lines = corpus_path.read_text(encoding="utf-8").splitlines()
-    sentences = []
+    sentences: list[list[str]] = []
     for start in range(0, len(lines), 8192):  # one TensorFlow call per block of lines, not per line
         batch = tokenizer(tf.constant(lines[start : start + 8192])).to_list()
         sentences.extend([t.decode("utf-8") for t in tokens] for tokens in batch if tokens)
