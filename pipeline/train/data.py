@@ -311,7 +311,7 @@ class WindowStream:
     def kept_probabilities(self) -> npt.NDArray[np.float64]:
         """Each training window's chance to keep its centre and at least one context: subsampling keeps
         each token independently, and the drawn width is uniform in ``1..window`` (what :meth:`chunk`
-        draws). Read a few chunks at a time, so memory stays flat in the corpus size."""
+        draws). The windows are read a few chunks at a time; the result holds a float64 per window."""
         distance = np.abs(self.windows.offsets)
         order = np.argsort(distance, kind="stable")  # the two contexts at distance 1, then 2, ...
         width = self.windows.window
